@@ -1,0 +1,182 @@
+"""Standard Webhooks (standardwebhooks.com): the scheme any modern sender can speak.
+
+Rules (spec v1.0.0, and the official `standardwebhooks` Python package):
+- headers `webhook-id`, `webhook-timestamp` (Unix seconds), `webhook-signature`;
+- signed content `{id}.{timestamp}.{body}`, HMAC-SHA256, base64, prefixed `v1,`;
+- the signature header may hold several space-separated signatures (key rotation);
+- secrets are `whsec_` + base64 of the key bytes;
+- timestamps more than 5 minutes away from now are refused (replay protection).
+
+Body: the spec's envelope `{"type", "timestamp", "data"}`. orderhook's order events use
+`type` = `order.<kind>` and `data` = {order_id, amount, currency, occurred_at, ...};
+see docs/connectors/standard.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import time
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from connectors.base import Inbound, Rejection, Reply, json_reply
+from hub.model import Kind, OrderEvent, message_key, parse_iso, to_decimal
+
+TOLERANCE_SECONDS = 5 * 60
+
+KINDS = {
+    "order.created": Kind.CREATED,
+    "order.paid": Kind.PAID,
+    "order.cancelled": Kind.CANCELLED,
+    "order.refund_requested": Kind.REFUND_REQUESTED,
+    "order.refunded": Kind.REFUNDED,
+    "order.shipped": Kind.SHIPPED,
+    "order.address_changed": Kind.ADDRESS_CHANGED,
+}
+
+
+def secret_bytes(secret: str) -> bytes:
+    """Key bytes of a `whsec_...` secret (the spec's form); a bare base64 string works too."""
+    text = secret.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except binascii.Error as exc:
+        raise ValueError("a Standard Webhooks secret is 'whsec_' followed by base64") from exc
+    if not key:
+        raise ValueError("empty Standard Webhooks secret")
+    return key
+
+
+def signature(key: bytes, msg_id: str, timestamp: str, body: bytes) -> str:
+    digest = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def sign_headers(
+    secret: str, msg_id: str, body: bytes, timestamp: int | None = None
+) -> dict[str, str]:
+    """Headers a Standard Webhooks sender puts on `body` (for the simulator and replay)."""
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": ts,
+        "webhook-signature": signature(secret_bytes(secret), msg_id, ts, body),
+        "content-type": "application/json",
+    }
+
+
+class StandardWebhooks:
+    name: ClassVar[str] = "standard"
+    content_types: ClassVar[tuple[str, ...]] = ("application/json",)
+
+    def verify(self, msg: Inbound) -> None:
+        msg_id = msg.header("webhook-id")
+        ts = msg.header("webhook-timestamp")
+        sig_header = msg.header("webhook-signature")
+        if not (msg_id and ts and sig_header):
+            missing = [
+                h
+                for h, v in (
+                    ("webhook-id", msg_id),
+                    ("webhook-timestamp", ts),
+                    ("webhook-signature", sig_header),
+                )
+                if not v
+            ]
+            raise Rejection("missing_signature", "missing header " + ", ".join(missing), status=401)
+        if not ts.isdigit():
+            raise Rejection("bad_timestamp", f"webhook-timestamp {ts!r} is not Unix seconds")
+        skew = int(ts) - time.time()
+        if skew < -TOLERANCE_SECONDS:
+            raise Rejection(
+                "stale_timestamp", f"timestamp is {int(-skew)} s old (limit 300 s)", status=401
+            )
+        if skew > TOLERANCE_SECONDS:
+            raise Rejection(
+                "future_timestamp", f"timestamp is {int(skew)} s ahead (limit 300 s)", status=401
+            )
+        offered = [
+            part.split(",", 1)[1]
+            for part in sig_header.split()
+            if part.startswith("v1,") and len(part) > 3
+        ]
+        if not offered:
+            raise Rejection("bad_signature", "no v1 signature in webhook-signature", status=401)
+        keys = [secret_bytes(s) for s in msg.shop.all_secrets()]
+        for key in keys:
+            expected = signature(key, msg_id, ts, msg.body).split(",", 1)[1]
+            if any(hmac.compare_digest(expected, o) for o in offered):
+                return
+        raise Rejection(
+            "bad_signature",
+            "no signature matches the shop's secret",
+            status=401,
+            forensics=self._forensics(msg, msg_id, ts, offered),
+        )
+
+    def _forensics(self, msg: Inbound, msg_id: str, ts: str, offered: list[str]) -> str | None:
+        """Which near-miss would have produced the offered signature."""
+        for secret in msg.shop.all_secrets():
+            # a common sender bug: HMAC keyed with the secret text instead of its bytes
+            raw = hmac.new(
+                secret.encode(), f"{msg_id}.{ts}.".encode() + msg.body, hashlib.sha256
+            ).digest()
+            if base64.b64encode(raw).decode() in offered:
+                return "sender keyed HMAC with the secret's text, not its base64-decoded bytes"
+        return None
+
+    def parse(self, msg: Inbound) -> list[OrderEvent]:
+        envelope = _load_json(msg.body)
+        if not isinstance(envelope, dict):
+            raise Rejection("malformed_body", "body is not a JSON object")
+        kind_text = envelope.get("type")
+        data = envelope.get("data")
+        if not isinstance(kind_text, str) or not isinstance(data, dict):
+            raise Rejection("malformed_body", "envelope needs 'type' (string) and 'data' (object)")
+        order_id = data.get("order_id")
+        if order_id is None or order_id == "" or isinstance(order_id, bool | float | Decimal):
+            raise Rejection("malformed_body", "data.order_id must be a string or an integer")
+        when = data.get("occurred_at") or envelope.get("timestamp")
+        try:
+            occurred = parse_iso(when) if isinstance(when, str) else msg.received_at
+            amount = to_decimal(data.get("amount"))
+        except ValueError as exc:
+            raise Rejection("malformed_body", str(exc)) from exc
+        msg_id = msg.header("webhook-id")
+        return [
+            OrderEvent(
+                platform=self.name,
+                shop=msg.shop.name,
+                kind=KINDS.get(kind_text, Kind.OTHER),
+                order_id=str(order_id),
+                occurred_at=occurred,
+                platform_type=kind_text,
+                message_id=msg_id,
+                amount=amount,
+                currency=data.get("currency") if amount is not None else None,
+                payload=envelope,
+                dedupe_key=message_key(self.name, msg.shop.name, msg_id),
+            )
+        ]
+
+    def ack(self, msg: Inbound) -> Reply:
+        return json_reply(200, {"ok": True})
+
+    def reject(self, msg: Inbound | None, rejection: Rejection) -> Reply:
+        return json_reply(
+            rejection.status, {"error": {"reason": rejection.reason, "detail": rejection.detail}}
+        )
+
+
+def _load_json(body: bytes) -> Any:
+    try:
+        return json.loads(body, parse_float=Decimal)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise Rejection("malformed_body", f"invalid JSON: {exc}") from exc
+
+
+connector = StandardWebhooks()

@@ -1,0 +1,1 @@
+"""orderhook hub: the running service. Read it as the data path: ingest -> store -> orders."""

@@ -1,0 +1,67 @@
+"""The ASGI application: the webhook hot path as raw ASGI, everything else Starlette.
+
+`/webhooks/...` skips routing, middleware and Request objects entirely: it is the one
+route that must keep up with a platform's peak, and it needs no token (platforms sign
+their messages instead). Every other route goes through bearer-token auth.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from hub import api
+from hub.auth import TokenAuth
+from hub.ingest import Ingest
+from hub.metrics import CONTENT_TYPE_LATEST
+from hub.runtime import Hub
+
+
+class HubApp:
+    def __init__(self, hub: Hub, *, lifespan: bool = True) -> None:
+        self.hub = hub
+        self.ingest = Ingest(hub)
+
+        @contextlib.asynccontextmanager
+        async def run_hub(_app: Starlette) -> AsyncIterator[None]:
+            async with hub.running():
+                yield
+
+        self.web = Starlette(
+            routes=[
+                Route("/healthz", healthz),
+                Route("/metrics", metrics),
+                *api.routes,
+            ],
+            middleware=[Middleware(TokenAuth, hub=hub)],
+            lifespan=run_hub if lifespan else None,
+        )
+        self.web.state.hub = hub
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/webhooks/"):
+            await self.ingest(scope, receive, send)
+        else:
+            await self.web(scope, receive, send)
+
+
+def create_app(hub: Hub, *, lifespan: bool = True) -> HubApp:
+    return HubApp(hub, lifespan=lifespan)
+
+
+async def healthz(request: Request) -> Response:
+    hub: Hub = request.app.state.hub
+    return JSONResponse({"ok": True, "writer_queue": hub.store.queue_depth()})
+
+
+async def metrics(request: Request) -> Response:
+    hub: Hub = request.app.state.hub
+    hub.metrics.queue_depth.set(hub.store.queue_depth())
+    return Response(hub.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,30 @@
+"""The `orderhook` command line. Each command group lives in its own module here."""
+
+from __future__ import annotations
+
+import click
+
+from hub.cli import serve, users
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="orderhook")
+def cli() -> None:
+    """orderhook: webhook hub and debugging sandbox for e-commerce orders.
+
+    \b
+    Start here:
+      orderhook init                 # write ./orderhook.toml
+      orderhook demo                 # hub + demo pushes, prints where to look
+      orderhook serve                # the hub on ./orderhook.toml
+      orderhook users add ana --role operator
+    """
+
+
+for module in (serve, users):
+    for command in module.commands:
+        cli.add_command(command)
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,59 @@
+"""Prometheus metrics, one registry per hub (tests run several hubs in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "orderhook_requests",
+            "Inbound requests by platform, shop and outcome (unknown shops are '_unknown')",
+            ["platform", "shop", "outcome", "reason"],
+            registry=self.registry,
+        )
+        self.ack_seconds = Histogram(
+            "orderhook_ack_seconds",
+            "Time from receiving a push to sending its ack (includes the group commit)",
+            ["platform"],
+            buckets=ACK_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "orderhook_writer_batch_size",
+            "Jobs committed together in one writer transaction",
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_seconds = Histogram(
+            "orderhook_writer_batch_seconds",
+            "Duration of one writer transaction including its commit",
+            buckets=ACK_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "orderhook_writer_queue_depth",
+            "Jobs waiting for the writer",
+            registry=self.registry,
+        )
+        self.events_unknown = Counter(
+            "orderhook_events_unmapped",
+            "Events whose platform type maps to no canonical kind (kind 'other')",
+            ["platform", "platform_type"],
+            registry=self.registry,
+        )
+
+    def observe_batch(self, size: int, seconds: float) -> None:
+        self.batch_size.observe(size)
+        self.batch_seconds.observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

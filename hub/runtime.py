@@ -1,0 +1,64 @@
+"""The running hub: settings, store, metrics and the background stages, started together.
+
+    hub = Hub(settings)
+    async with hub.running():   # store + writer thread + post-commit stages
+        ...                     # serve hub.app
+
+Background stages are `async def run(hub)` coroutines listed in SERVICES; each one
+reads durable state (cursors, timestamps), so stopping one anywhere loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from hub import orders, retention
+from hub.metrics import Metrics
+from hub.settings import Settings
+from hub.store import Store
+
+log = logging.getLogger("orderhook")
+
+Service = Callable[["Hub"], Awaitable[None]]
+
+SERVICES: list[Service] = [orders.run, retention.run]
+
+
+class Hub:
+    def __init__(self, settings: Settings, *, services: list[Service] | None = None) -> None:
+        self.settings = settings
+        self.store = Store(settings.db)
+        self.metrics = Metrics()
+        self.services = list(SERVICES if services is None else services)
+        self.store.batch_listeners.append(self.metrics.observe_batch)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Hub]:
+        await self.store.start()
+        self._tasks = [
+            asyncio.create_task(self._supervise(service), name=getattr(service, "__module__", ""))
+            for service in self.services
+        ]
+        try:
+            yield self
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self.store.stop()
+
+    async def _supervise(self, service: Service) -> None:
+        """Keep a stage running: a crash is logged and the stage restarted after a pause."""
+        while True:
+            try:
+                await service(self)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("stage %s crashed; restarting in 1 s", service.__module__)
+                await asyncio.sleep(1.0)

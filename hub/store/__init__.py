@@ -1,0 +1,145 @@
+"""The store: the hub's only door to its database.
+
+    store = Store(path)
+    store.migrate()                       # numbered migrations, recorded in the db
+    await store.start()                   # the writer thread
+    result = await store.ingest(job)      # group-committed; returns after the commit
+    value = await store.write(fn, *args)  # fn(conn, *args) in the writer's transaction
+    rows = await store.read(fn, *args)    # fn(conn, *args) on a reader thread
+    value = store.run(fn, *args)          # synchronous, own connection (CLI, tests)
+
+All SQL lives in this package (`ingest_sql`, `queries`); handlers pass functions from
+there and never build SQL. A PostgreSQL backend replaces this package behind the same
+five calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio.to_thread
+from sqlite_utils import Database
+
+from hub.store import ingest_sql, schema
+from hub.store.ingest_sql import IngestJob, IngestResult, RequestRecord
+from hub.store.writer import Writer, WriterStats, connect
+
+__all__ = ["IngestJob", "IngestResult", "RequestRecord", "Store", "WriterStats"]
+
+T = TypeVar("T")
+
+
+class Store:
+    def __init__(self, path: Path | str, *, max_batch: int = 1024) -> None:
+        self.path = Path(path)
+        self.max_batch = max_batch
+        self._writer: Writer | None = None
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self.commit_listeners: list[Callable[[int], None]] = []
+        self.batch_listeners: list[Callable[[int, float], None]] = []
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = connect(self.path)
+        try:
+            schema.apply(Database(conn))
+        finally:
+            conn.close()
+
+    async def start(self) -> None:
+        self.migrate()
+        self._writer = Writer(
+            self.path,
+            asyncio.get_running_loop(),
+            max_batch=self.max_batch,
+            on_batch=self._on_batch,
+            on_commit=self._on_commit,
+        )
+        self._writer.start()
+
+    async def stop(self) -> None:
+        if self._writer is not None:
+            await anyio.to_thread.run_sync(self._writer.stop)
+            self._writer = None
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+        self._local = threading.local()
+
+    @property
+    def stats(self) -> WriterStats:
+        return self._writer.stats if self._writer else WriterStats()
+
+    def queue_depth(self) -> int:
+        return self._writer.depth() if self._writer else 0
+
+    # --- writing ----------------------------------------------------------------------
+
+    def ingest(self, job: IngestJob) -> asyncio.Future[IngestResult]:
+        """Record a request (and its events); the future resolves after the commit."""
+        return self._require_writer().submit(ingest_sql.ingest, job)
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        result: T = await self._require_writer().submit(_plain, fn, *args)
+        return result
+
+    def _require_writer(self) -> Writer:
+        if self._writer is None:
+            raise RuntimeError("store is not started")
+        return self._writer
+
+    # --- reading ----------------------------------------------------------------------
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        return await anyio.to_thread.run_sync(self._read, fn, args)
+
+    def _read(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path)
+            conn.execute("PRAGMA query_only=1")
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return fn(conn, *args)
+
+    def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run fn(conn, *args) in its own transaction on a fresh connection (CLI, tests)."""
+        self.migrate()
+        conn = connect(self.path)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            result = fn(conn, *args)
+            conn.execute("COMMIT")
+            return result
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        finally:
+            conn.close()
+
+    # --- notifications (event loop thread) --------------------------------------------
+
+    def _on_commit(self, max_event_id: int) -> None:
+        for listener in self.commit_listeners:
+            listener(max_event_id)
+
+    def _on_batch(self, size: int, seconds: float) -> None:
+        for listener in self.batch_listeners:
+            listener(size, seconds)
+
+
+def _plain(
+    conn: sqlite3.Connection, ctx: ingest_sql.BatchContext, fn: Callable[..., T], *args: Any
+) -> T:
+    return fn(conn, *args)

@@ -1,0 +1,122 @@
+"""Numbered migrations, recorded in the database (`_sqlite_migrations`) by sqlite-utils.
+
+Each stage of the hub adds its tables in its own numbered migration; never edit an
+applied one, add the next number instead.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("orderhook")
+
+
+@migrations(name="0001_foundation")
+def m0001_foundation(db: Database) -> None:
+    # Every inbound request, byte for byte, with what the hub made of it.
+    db.execute(
+        """
+        CREATE TABLE requests (
+            id INTEGER PRIMARY KEY,
+            received_at TEXT NOT NULL,
+            channel TEXT NOT NULL DEFAULT 'http',
+            source TEXT NOT NULL DEFAULT 'push',
+            method TEXT NOT NULL,
+            path TEXT NOT NULL,
+            query TEXT NOT NULL DEFAULT '',
+            headers TEXT NOT NULL,
+            body BLOB NOT NULL,
+            body_truncated INTEGER NOT NULL DEFAULT 0,
+            peer TEXT,
+            platform TEXT,
+            shop TEXT,
+            outcome TEXT NOT NULL,
+            reason TEXT,
+            detail TEXT,
+            forensics TEXT,
+            events_new INTEGER NOT NULL DEFAULT 0,
+            events_total INTEGER NOT NULL DEFAULT 0,
+            response_status INTEGER NOT NULL,
+            response_body BLOB,
+            handling_ms REAL
+        )
+        """
+    )
+    db.execute("CREATE INDEX requests_received ON requests(received_at)")
+    db.execute("CREATE INDEX requests_outcome ON requests(outcome, reason)")
+    # Canonical order events; the UNIQUE dedupe key is what makes a redelivery a duplicate.
+    db.execute(
+        """
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            request_id INTEGER NOT NULL,
+            platform TEXT NOT NULL,
+            shop TEXT NOT NULL,
+            message_id TEXT,
+            dedupe_key TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL,
+            platform_type TEXT NOT NULL,
+            order_id TEXT NOT NULL,
+            occurred_at TEXT NOT NULL,
+            amount TEXT,
+            currency TEXT,
+            payload TEXT NOT NULL,
+            payload_sha TEXT NOT NULL,
+            source TEXT NOT NULL DEFAULT 'push',
+            created_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX events_order ON events(platform, shop, order_id)")
+    # Current state per platform order, derived from events after the commit.
+    db.execute(
+        """
+        CREATE TABLE orders (
+            platform TEXT NOT NULL,
+            shop TEXT NOT NULL,
+            order_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            amount TEXT,
+            currency TEXT,
+            first_event_id INTEGER NOT NULL,
+            last_event_id INTEGER NOT NULL,
+            occurred_at TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (platform, shop, order_id)
+        )
+        """
+    )
+    # How far each post-commit stage has read the events table (survives restarts).
+    db.execute(
+        "CREATE TABLE stage_cursors (stage TEXT PRIMARY KEY, last_event_id INTEGER NOT NULL)"
+    )
+    db.execute(
+        """
+        CREATE TABLE users (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            role TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            disabled INTEGER NOT NULL DEFAULT 0
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE tokens (
+            id INTEGER PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES users(id),
+            token_sha256 TEXT NOT NULL UNIQUE,
+            prefix TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            last_used_at TEXT,
+            revoked_at TEXT
+        )
+        """
+    )
+
+
+def apply(db: Database) -> None:
+    migrations.apply(db)

@@ -1,0 +1,1 @@
+"""The sandbox: recordings, replay, simulation, listening and diagnosis of webhook deliveries."""
