@@ -85,14 +85,17 @@ def _json_default(value: Any) -> Any:
 
 
 def content_key(event: OrderEvent) -> str:
-    """Dedupe key for events without a platform message id: the normalised event itself."""
+    """Dedupe key from the normalised event itself: the same change to the same order at
+    the same second is one event whichever path brought it (a push, a channel message or
+    reconciliation), so a change the pushes delivered is not counted again when the
+    safety-net poll sees it. The platform's own type only tells apart unmapped events."""
     parts = [
         event.platform,
         event.shop,
         event.order_id,
         event.kind.value,
-        event.platform_type,
-        iso_utc(event.occurred_at),
+        event.platform_type if event.kind is Kind.OTHER else "",
+        event.occurred_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     ]
     return "h:" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 

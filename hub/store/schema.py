@@ -120,3 +120,30 @@ def m0001_foundation(db: Database) -> None:
 
 def apply(db: Database) -> None:
     migrations.apply(db)
+
+
+@migrations(name="0002_outbox")
+def m0002_outbox(db: Database) -> None:
+    # Everything the hub sends out, written in the same transaction as the decision that
+    # causes it; the delivery worker claims rows with a lease. See hub/store/outbox_sql.py.
+    db.execute(
+        """
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,            -- subscription | notify | platform_call
+            target TEXT NOT NULL,          -- subscription id, channel name, 'platform:shop'
+            order_key TEXT,                -- 'platform:shop:order_id': one order's rows go in order
+            payload TEXT NOT NULL,         -- JSON
+            dedupe_key TEXT UNIQUE,        -- optional: the same intent is queued once
+            state TEXT NOT NULL DEFAULT 'pending',  -- pending | leased | done | dead | disabled
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            lease_until TEXT,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX outbox_due ON outbox(state, next_attempt_at)")
+    db.execute("CREATE INDEX outbox_order ON outbox(order_key, id)")
