@@ -10,10 +10,14 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from connectors.base import Connector, Inbound, Rejection, Reply
+from connectors.base import ApiClient, Connector, Inbound, Rejection, Reply
 
-__all__ = ["Connector", "Inbound", "Rejection", "Reply", "get", "names"]
+if TYPE_CHECKING:
+    from hub.settings import Shop
+
+__all__ = ["ApiClient", "Connector", "Inbound", "Rejection", "Reply", "api_client", "get", "names"]
 
 _NOT_CONNECTORS = {"base"}
 
@@ -37,3 +41,17 @@ def get(name: str) -> Connector | None:
 
 def names() -> list[str]:
     return sorted(_registry())
+
+
+def api_client(shop: Shop, **kwargs: Any) -> ApiClient:
+    """The platform API client for a shop: `connectors.<platform>.api.Client(shop, **kwargs)`.
+
+    Raises LookupError when the platform has no API client."""
+    try:
+        module = importlib.import_module(f"{__name__}.{shop.platform}.api")
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith(f"{__name__}.{shop.platform}"):
+            raise LookupError(f"platform {shop.platform!r} has no API client") from None
+        raise
+    client: ApiClient = module.Client(shop, **kwargs)
+    return client

@@ -16,6 +16,7 @@ against published vectors and keeps the hot path short.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -95,3 +96,89 @@ def generic_error(rejection: Rejection) -> Reply:
         rejection.status,
         {"error": {"reason": rejection.reason, "detail": rejection.detail}},
     )
+
+
+# --- what the hub sends out through a connector -----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """A message exactly as a platform would send it to us (simulator, replay, doctor)."""
+
+    headers: dict[str, str]
+    body: bytes
+    tail: str = ""  # the platform's own path tail after /webhooks/{platform}/{shop}
+    method: str = "POST"
+
+
+# Optional connector methods (the sandbox uses them when present):
+#   simulate(shop, kind: Kind, order_id: str, *, amount=None, occurred_at=None,
+#            message_id=None) -> Outbound
+#       a platform-faithful signed push for one canonical event;
+#   variants(shop, outbound: Outbound) -> dict[str, Outbound]
+#       the same message signed with each other algorithm the platform is known to use
+#       (doctor: "which variant does the endpoint accept?").
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """Outcome of one outgoing call (platform API, notification, subscription delivery)."""
+
+    ok: bool
+    retryable: bool = True
+    status: int | None = None
+    code: str | None = None  # the service's own error code, as text
+    detail: str = ""
+    retry_after: float | None = None  # seconds, when the service said so
+
+
+class ApiError(Exception):
+    """A platform API call failed. Subclasses say what the caller should do.
+
+    ApiError
+    ├── AuthExpired        the shop's token is expired or revoked: re-authorise, no retry
+    ├── RateLimited        slow down and retry later (retry_after when known)
+    ├── InvalidParameter   our request is wrong: no retry, fix the data
+    └── PlatformBusy       platform-side failure (5xx, timeout, isp.*): retry with backoff
+    """
+
+    retryable = False
+
+    def __init__(self, code: str, message: str, *, raw: Any = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.raw = raw
+
+
+class AuthExpired(ApiError):
+    pass
+
+
+class RateLimited(ApiError):
+    retryable = True
+
+    def __init__(
+        self, code: str, message: str, *, raw: Any = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(code, message, raw=raw)
+        self.retry_after = retry_after
+
+
+class InvalidParameter(ApiError):
+    pass
+
+
+class PlatformBusy(ApiError):
+    retryable = True
+
+
+class ApiClient(Protocol):
+    """Each platform's `connectors/<platform>/api.py` exposes `Client(shop, *, transport=None)`
+    implementing this; `connectors.api_client(shop)` builds one."""
+
+    async def ship(self, order_id: str, carrier: str, tracking_no: str) -> SendResult: ...
+
+    def changed_orders(self, start: datetime, end: datetime) -> AsyncIterator[OrderEvent]: ...
+
+    async def aclose(self) -> None: ...

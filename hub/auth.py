@@ -65,8 +65,13 @@ class TokenAuth:
         if user is None:
             reason = "missing_token" if not token else "invalid_token"
             response = JSONResponse(
-                {"error": {"reason": reason, "detail": "send 'Authorization: Bearer <token>' "
-                           "(make one with `orderhook users add NAME --role ROLE`)"}},
+                {
+                    "error": {
+                        "reason": reason,
+                        "detail": "send 'Authorization: Bearer <token>' "
+                        "(make one with `orderhook users add NAME --role ROLE`)",
+                    }
+                },
                 status_code=401,
                 headers={"www-authenticate": "Bearer"},
             )
@@ -101,9 +106,13 @@ def requires(*roles: str) -> Callable[[Endpoint], Endpoint]:
             role = user.get("role")
             if role != "admin" and role not in roles:
                 return JSONResponse(
-                    {"error": {"reason": "forbidden",
-                               "detail": f"role {role!r} may not do this; needs one of "
-                                         f"{', '.join(('admin', *roles))}"}},
+                    {
+                        "error": {
+                            "reason": "forbidden",
+                            "detail": f"role {role!r} may not do this; needs one of "
+                            f"{', '.join(('admin', *roles))}",
+                        }
+                    },
                     status_code=403,
                 )
             return await endpoint(request)

@@ -78,9 +78,7 @@ class Ingest:
             if scope["method"] != "POST":
                 raise Rejection("method_not_allowed", "platforms push with POST", status=405)
             if truncated:
-                raise Rejection(
-                    "body_too_large", f"body exceeds {self.cap} bytes", status=413
-                )
+                raise Rejection("body_too_large", f"body exceeds {self.cap} bytes", status=413)
             if shop is None or shop.platform != platform:
                 raise Rejection(
                     "unknown_shop", f"no shop {shop_name!r} on platform {platform!r}", status=404

@@ -9,6 +9,7 @@ backwards: a status only replaces one of lower rank, and terminal states stay.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from typing import TYPE_CHECKING, Any
@@ -52,21 +53,39 @@ def _apply(conn: sqlite3.Connection, ev: dict[str, Any], now: str) -> None:
             "INSERT INTO orders (platform, shop, order_id, status, amount, currency, "
             "first_event_id, last_event_id, occurred_at, created_at, updated_at) "
             "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (*key, new_status or "created", ev["amount"], ev["currency"], ev["id"], ev["id"],
-             ev["occurred_at"], now, now),
+            (
+                *key,
+                new_status or "created",
+                ev["amount"],
+                ev["currency"],
+                ev["id"],
+                ev["id"],
+                ev["occurred_at"],
+                now,
+                now,
+            ),
         )
         return
     current = row[0]
-    moves = new_status is not None and RANK[new_status] > RANK.get(current, 0) and (
-        RANK.get(current, 0) < TERMINAL
+    moves = (
+        new_status is not None
+        and RANK[new_status] > RANK.get(current, 0)
+        and (RANK.get(current, 0) < TERMINAL)
     )
     conn.execute(
         "UPDATE orders SET status = ?, amount = coalesce(?, amount), "
         "currency = coalesce(?, currency), last_event_id = ?, "
         "occurred_at = max(occurred_at, ?), updated_at = ? "
         "WHERE platform = ? AND shop = ? AND order_id = ?",
-        (new_status if moves else current, ev["amount"], ev["currency"], ev["id"],
-         ev["occurred_at"], now, *key),
+        (
+            new_status if moves else current,
+            ev["amount"],
+            ev["currency"],
+            ev["id"],
+            ev["occurred_at"],
+            now,
+            *key,
+        ),
     )
 
 
@@ -81,7 +100,5 @@ async def run(hub: Hub) -> None:
         except Exception:
             log.exception("applying events to orders failed; retrying")
         wake.clear()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), timeout=1.0)
-        except TimeoutError:
-            pass

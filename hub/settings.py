@@ -118,7 +118,9 @@ def parse(text: str, *, path: Path | None = None, env: dict[str, str] | None = N
         raise fail("[hub] must be a table", "hub")
     for key in hub:
         if key not in HUB_KEYS:
-            raise fail(f"hub.{key}: unknown setting (known: {', '.join(sorted(HUB_KEYS))})", "hub", key)
+            raise fail(
+                f"hub.{key}: unknown setting (known: {', '.join(sorted(HUB_KEYS))})", "hub", key
+            )
     base = path.parent if path else Path.cwd()
     db_text = env.get(ENV_PREFIX + "DB") or hub.get("db", "orderhook.db")
     db = Path(db_text)
@@ -176,7 +178,11 @@ def _shop(name: str, spec: Any, env: dict[str, str], fail: Any) -> Shop:
         raise fail(f"{where}: shop names are letters, digits, '-', '_' and '.'", where)
     for key in spec:
         if key not in SHOP_KEYS:
-            raise fail(f"{where}.{key}: unknown setting (known: {', '.join(sorted(SHOP_KEYS))})", where, key)
+            raise fail(
+                f"{where}.{key}: unknown setting (known: {', '.join(sorted(SHOP_KEYS))})",
+                where,
+                key,
+            )
     platform = spec.get("platform")
     if not platform:
         raise fail(f"{where}: 'platform' is required", where)

@@ -23,7 +23,9 @@ from hub.settings import Settings
 FLOW = ("order.created", "order.paid", "order.shipped")
 
 
-def standard_push(secret: str, kind: str, order_id: str, amount: Decimal) -> tuple[dict[str, str], bytes]:
+def standard_push(
+    secret: str, kind: str, order_id: str, amount: Decimal
+) -> tuple[dict[str, str], bytes]:
     now = datetime.now(UTC)
     body = json.dumps(
         {
@@ -89,7 +91,8 @@ async def run(
                 last = (path, headers, body)
             try:
                 response = await client.post(path, content=body, headers=headers)
-                echo(f"push {sent + 1:>5}  {label:<32} -> {response.status_code} {response.text[:60]}")
+                answer = f"{response.status_code} {response.text[:50]}"
+                echo(f"push {sent + 1:>5}  {label:<30} -> {answer}")
             except httpx.HTTPError as exc:
                 echo(f"push {sent + 1:>5}  {label:<32} -> failed: {exc}")
             sent += 1

@@ -50,11 +50,15 @@ def init(path: Path, force: bool) -> None:
 
 
 def server_options(fn):  # type: ignore[no-untyped-def]
-    fn = click.option("--keyfile", type=click.Path(exists=True, dir_okay=False), help="TLS key.")(fn)
+    fn = click.option("--keyfile", type=click.Path(exists=True, dir_okay=False), help="TLS key.")(
+        fn
+    )
     fn = click.option(
         "--certfile", type=click.Path(exists=True, dir_okay=False), help="TLS certificate (HTTPS)."
     )(fn)
-    fn = click.option("--port", type=int, envvar="ORDERHOOK_PORT", help="Port (overrides hub.port).")(fn)
+    fn = click.option(
+        "--port", type=int, envvar="ORDERHOOK_PORT", help="Port (overrides hub.port)."
+    )(fn)
     fn = click.option("--host", envvar="ORDERHOOK_HOST", help="Address (overrides hub.host).")(fn)
     return config_options(fn)
 
@@ -105,7 +109,9 @@ def serve(
 @click.command()
 @server_options
 @click.option("--rate", type=float, default=2.0, show_default=True, help="Demo pushes per second.")
-@click.option("--count", type=int, default=0, help="Stop after this many pushes (0: run until Ctrl-C).")
+@click.option(
+    "--count", type=int, default=0, help="Stop after this many pushes (0: run until Ctrl-C)."
+)
 def demo(
     config: Path,
     db: Path | None,

@@ -14,6 +14,7 @@ fails is recorded without its events (outcome `error`) so the request itself is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -211,7 +212,5 @@ def _in_transaction(conn: sqlite3.Connection, fn: Callable[..., Any], *args: Any
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
-    try:
+    with contextlib.suppress(sqlite3.Error):
         conn.execute("ROLLBACK")
-    except sqlite3.Error:
-        pass
