@@ -8,6 +8,7 @@ import logging
 import secrets
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import click
 import uvicorn
@@ -64,7 +65,7 @@ def server_options(fn):  # type: ignore[no-untyped-def]
 
 
 def uvicorn_config(
-    settings: Settings, app: object, certfile: str | None, keyfile: str | None
+    settings: Settings, app: Any, certfile: str | None, keyfile: str | None
 ) -> uvicorn.Config:
     return uvicorn.Config(
         app,

@@ -39,7 +39,8 @@ def list_requests(
     platform: str | None = None,
     shop: str | None = None,
 ) -> list[dict[str, Any]]:
-    where, args = ["1=1"], []
+    where: list[str] = ["1=1"]
+    args: list[object] = []
     for column, value in (("outcome", outcome), ("platform", platform), ("shop", shop)):
         if value is not None:
             where.append(f"{column} = ?")
