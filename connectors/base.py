@@ -59,6 +59,9 @@ class Inbound:
     body: bytes
     received_at: datetime
     content_type: str = ""
+    # the other shops of the same platform (forensics: "signed with shop B's secret" is a
+    # test/prod or URL mix-up); precomputed by the ingest path, so free per request
+    peers: tuple[Shop, ...] = ()
 
     def header(self, name: str, default: str = "") -> str:
         return self.headers.get(name, default)

@@ -20,11 +20,18 @@ import hashlib
 import hmac
 import json
 import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from connectors.base import Inbound, Rejection, Reply, json_reply
-from hub.model import Kind, OrderEvent, message_key, parse_iso, to_decimal
+from connectors import forensics
+from connectors.base import Inbound, Outbound, Rejection, Reply, json_reply
+from hub.model import Kind, OrderEvent, iso_utc, message_key, parse_iso, to_decimal, utcnow
+
+if TYPE_CHECKING:
+    from hub.settings import Shop
 
 TOLERANCE_SECONDS = 5 * 60
 
@@ -119,14 +126,15 @@ class StandardWebhooks:
         )
 
     def _forensics(self, msg: Inbound, msg_id: str, ts: str, offered: list[str]) -> str | None:
-        """Which near-miss would have produced the offered signature."""
-        for secret in msg.shop.all_secrets():
-            # a common sender bug: HMAC keyed with the secret text instead of its bytes
-            raw = hmac.new(
-                secret.encode(), f"{msg_id}.{ts}.".encode() + msg.body, hashlib.sha256
-            ).digest()
-            if base64.b64encode(raw).decode() in offered:
-                return "sender keyed HMAC with the secret's text, not its base64-decoded bytes"
+        """Which near-miss (another algorithm, another shop's secret) produced a signature."""
+        prefix = f"{msg_id}.{ts}.".encode()
+        correct = _signer(lambda key: _b64(hmac.new(key, prefix + msg.body, hashlib.sha256)))
+        for candidate in offered:
+            found = forensics.explain(
+                candidate, msg.shop, msg.peers, correct, variant_signers(prefix, msg.body)
+            )
+            if found:
+                return found
         return None
 
     def parse(self, msg: Inbound) -> list[OrderEvent]:
@@ -170,6 +178,80 @@ class StandardWebhooks:
         return json_reply(
             rejection.status, {"error": {"reason": rejection.reason, "detail": rejection.detail}}
         )
+
+    # --- sandbox ----------------------------------------------------------------------
+
+    def simulate(
+        self,
+        shop: Shop,
+        kind: Kind,
+        order_id: str,
+        *,
+        amount: Decimal | None = None,
+        occurred_at: datetime | None = None,
+        message_id: str | None = None,
+    ) -> Outbound:
+        when = iso_utc(occurred_at or utcnow())
+        data: dict[str, Any] = {"order_id": order_id, "occurred_at": when}
+        if amount is not None:
+            data |= {"amount": str(amount), "currency": "CNY"}
+        body = json.dumps(
+            {"type": TYPE_FOR_KIND[kind], "timestamp": when, "data": data}, separators=(",", ":")
+        ).encode()
+        msg_id = message_id or "msg_" + uuid.uuid4().hex
+        return Outbound(headers=sign_headers(shop.secret, msg_id, body), body=body)
+
+    def variants(self, shop: Shop, outbound: Outbound) -> dict[str, Outbound]:
+        h = outbound.headers
+        prefix = f"{h['webhook-id']}.{h['webhook-timestamp']}.".encode()
+        out = {}
+        for variant in variant_signers(prefix, outbound.body):
+            value = variant.sign(shop, shop.secret)
+            if value is not None:
+                headers = {**h, "webhook-signature": "v1," + value}
+                out[variant.label] = Outbound(headers=headers, body=outbound.body)
+        return out
+
+
+TYPE_FOR_KIND = {kind: name for name, kind in KINDS.items()} | {Kind.OTHER: "order.other"}
+
+
+def _b64(mac: hmac.HMAC) -> str:
+    return base64.b64encode(mac.digest()).decode()
+
+
+def _signer(compute: Callable[[bytes], str]) -> forensics.Signer:
+    """A Signer from a function of the key bytes; a secret that is not valid base64 (a
+    peer's, in forensics) signs nothing."""
+
+    def sign(shop: Shop, secret: str) -> str | None:
+        try:
+            return compute(secret_bytes(secret))
+        except ValueError:
+            return None
+
+    return sign
+
+
+def variant_signers(prefix: bytes, body: bytes) -> list[forensics.Variant]:
+    """Ways senders get the signature wrong (each returns the base64 after `v1,`)."""
+    return [
+        forensics.Variant(
+            "secret-text-key",
+            "sender keyed HMAC with the secret's text, not its base64-decoded bytes",
+            lambda shop, secret: _b64(hmac.new(secret.encode(), prefix + body, hashlib.sha256)),
+        ),
+        forensics.Variant(
+            "hex-digest",
+            "HMAC-SHA256 sent as hex instead of base64",
+            _signer(lambda key: hmac.new(key, prefix + body, hashlib.sha256).hexdigest()),
+        ),
+        forensics.Variant(
+            "body-only",
+            "HMAC-SHA256 over the body alone, without '{id}.{timestamp}.' in front",
+            _signer(lambda key: _b64(hmac.new(key, body, hashlib.sha256))),
+        ),
+    ]
 
 
 def _load_json(body: bytes) -> Any:

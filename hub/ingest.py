@@ -28,10 +28,12 @@ if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
 
     from hub.runtime import Hub
+    from hub.settings import Settings, Shop
 
 log = logging.getLogger("orderhook.ingest")
 
 UNAVAILABLE = Reply(503, b'{"error":{"reason":"store_unavailable"}}')
+INTERNAL_ERROR = Reply(500, b'{"error":{"reason":"internal_error"}}')
 
 
 class Ingest:
@@ -40,6 +42,22 @@ class Ingest:
         self.store = hub.store
         self.metrics = hub.metrics
         self.cap = hub.settings.max_body_bytes
+        self._peers_of: dict[str, tuple[Shop, ...]] = {}
+        self._peers_from: Settings | None = None
+
+    def peers(self, shop: Shop) -> tuple[Shop, ...]:
+        """The other shops of the shop's platform (forensics), computed once per settings."""
+        settings = self.hub.settings
+        if self._peers_from is not settings:  # first call, or the config was reloaded
+            by_platform: dict[str, list[Shop]] = {}
+            for each in settings.shops.values():
+                by_platform.setdefault(each.platform, []).append(each)
+            self._peers_of = {
+                each.name: tuple(p for p in by_platform[each.platform] if p is not each)
+                for each in settings.shops.values()
+            }
+            self._peers_from = settings
+        return self._peers_of.get(shop.name, ())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         t0 = time.perf_counter()
@@ -95,6 +113,7 @@ class Ingest:
                 body=body,
                 received_at=received_at,
                 content_type=content_type,
+                peers=self.peers(shop),
             )
             _check_content_type(connector, content_type)
             connector.verify(msg)
@@ -109,13 +128,14 @@ class Ingest:
             log.exception("connector %s failed on %s", platform, path)
             record.outcome, record.reason = "error", "internal_error"
             record.detail = f"{type(exc).__name__}: {exc}"[:500]
-            job = IngestJob(record, [], Reply(500, b'{"error":{"reason":"internal_error"}}'))
+            job = IngestJob(record, [], _failure(connector, msg, "internal_error", 500))
         try:
             result = await self.store.ingest(job)
             reply, outcome, reason = result.reply, result.outcome, result.reason
         except Exception:
             log.exception("store failed to record %s", path)
-            reply, outcome, reason = UNAVAILABLE, "error", "store_unavailable"
+            reply = _failure(connector, msg, "store_unavailable", 503)
+            outcome, reason = "error", "store_unavailable"
         await send(
             {
                 "type": "http.response.start",
@@ -146,6 +166,19 @@ def _check_content_type(connector: Connector, content_type: str) -> None:
             f"content-type {media or '(none)'!r}; expected {' or '.join(connector.content_types)}",
             status=415,
         )
+
+
+def _failure(connector: Connector | None, msg: Inbound | None, reason: str, status: int) -> Reply:
+    """Our own failure, answered in the platform's shape when we can (so a platform that
+    retries on its own error code, like JD Daojia's -10000, does retry)."""
+    fallback = UNAVAILABLE if status == 503 else INTERNAL_ERROR
+    if connector is None:
+        return fallback
+    try:
+        return connector.reject(msg, Rejection(reason, status=status))
+    except Exception:
+        log.exception("connector %s failed to build its error reply", connector.name)
+        return fallback
 
 
 def _conflict_reply(connector: Connector, msg: Inbound):  # type: ignore[no-untyped-def]

@@ -126,11 +126,13 @@ def ingest(conn: sqlite3.Connection, ctx: BatchContext, job: IngestJob) -> Inges
                 new_ids.append(cur.lastrowid or 0)
                 continue
             if event.message_id is not None:
+                # only the SAME message id with another body is a reuse; with a content
+                # key two different messages may describe the same change (a duplicate)
                 row = conn.execute(
-                    "SELECT payload_sha, request_id FROM events WHERE dedupe_key = ?",
+                    "SELECT payload_sha, request_id, message_id FROM events WHERE dedupe_key = ?",
                     (event.dedupe_key,),
                 ).fetchone()
-                if row is not None and row[0] != sha:
+                if row is not None and row[2] == event.message_id and row[0] != sha:
                     conflict = Rejection(
                         "message_id_reused",
                         f"message id {event.message_id!r} was already delivered with a "

@@ -74,7 +74,8 @@ def events_for_order(
     conn: sqlite3.Connection, platform: str, shop: str, order_id: str
 ) -> list[dict[str, Any]]:
     cur = conn.execute(
-        "SELECT id, request_id, kind, platform_type, occurred_at, amount, currency, source "
+        "SELECT id, request_id, kind, platform_type, occurred_at, amount, currency, source, "
+        "message_id, dedupe_key, payload "
         "FROM events WHERE platform = ? AND shop = ? AND order_id = ? ORDER BY id",
         (platform, shop, order_id),
     )
