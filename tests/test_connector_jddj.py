@@ -286,3 +286,11 @@ async def test_simulated_pushes_are_accepted_and_each_variant_is_identified(
         r = await client.post(url, content=variant.body, headers=variant.headers)
         assert r.status_code == 401
         assert (await last_request(hub))["forensics"].startswith(label + ":"), label
+
+
+def test_simulating_a_kind_daojia_never_sends_is_refused_by_name() -> None:
+    from hub.settings import Shop
+
+    shop = Shop(name="dj", platform="jddj", secret=SECRET, app_key=APP_KEY)
+    with pytest.raises(ValueError, match="no message known to carry kind refunded"):
+        connector.simulate(shop, Kind.REFUNDED, "1")

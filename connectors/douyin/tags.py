@@ -42,7 +42,7 @@ TAGS: dict[str, Tag] = {
     "113": Tag(Kind.OTHER, "trade_TradeMemoModify", "update_time"),
     "200": Tag(Kind.REFUND_REQUESTED, "refund_RefundCreated", "apply_time", "refund_amount"),
     "201": Tag(Kind.OTHER, "refund_RefundAgreed", "agree_time", "refund_amount"),
-    "202": Tag(Kind.OTHER, "refund_ReturnApplyAgreed", "agree_time", "refund_amount"),
+    "202": Tag(Kind.OTHER, "refund_ReturnApplyAgreed", None, "refund_amount"),
     "203": Tag(Kind.OTHER, "refund_BuyerReturnGoods", None, "refund_amount"),
     "204": Tag(Kind.OTHER, "refund_RefundRefused", "refuse_time", "refund_amount"),
     "205": Tag(Kind.OTHER, "refund_ReturnApplyRefused", "refuse_time", "refund_amount"),

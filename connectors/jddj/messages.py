@@ -21,23 +21,20 @@ MESSAGES: dict[str, Kind] = {
     "finishOrder": Kind.OTHER,  # delivered / finished: no canonical kind
     "userCancelOrder": Kind.CANCELLED,
     "applyCancelOrder": Kind.REFUND_REQUESTED,  # buyer asks to cancel a paid order
-    "orderAdjust": Kind.OTHER,
     "newApplyAfterSaleBill": Kind.REFUND_REQUESTED,  # buyer applied for after-sale
     "updateApplyAfterSaleBill": Kind.OTHER,
     "newAfterSaleBill": Kind.OTHER,
     "afterSaleBillStatus": Kind.OTHER,
 }
 
-# the message the simulator sends for each canonical kind (Daojia has no separate
-# "created" or "refunded" push in any source read: those simulate as the nearest message)
+# the message the simulator sends for each canonical kind; no source read shows a Daojia
+# message for created (newOrder arrives paid), refunded or address_changed, so those
+# kinds cannot be simulated for jddj
 MESSAGE_FOR_KIND: dict[Kind, str] = {
-    Kind.CREATED: "newOrder",
     Kind.PAID: "newOrder",
     Kind.SHIPPED: "deliveryOrder",
     Kind.CANCELLED: "userCancelOrder",
     Kind.REFUND_REQUESTED: "newApplyAfterSaleBill",
-    Kind.REFUNDED: "afterSaleBillStatus",
-    Kind.ADDRESS_CHANGED: "orderAdjust",
     Kind.OTHER: "finishOrder",
 }
 

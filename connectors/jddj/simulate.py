@@ -41,7 +41,10 @@ def push(
     *,
     occurred_at: datetime | None,
 ) -> Outbound:
-    message = MESSAGE_FOR_KIND[kind]
+    message = MESSAGE_FOR_KIND.get(kind)
+    if message is None:
+        known = ", ".join(k.value for k in MESSAGE_FOR_KIND)
+        raise ValueError(f"Daojia has no message known to carry kind {kind.value} ({known})")
     when = (occurred_at or utcnow()).astimezone(UTC)
     data: dict[str, Any] = {"billId": order_id}
     if message in STATUS_FOR_MESSAGE:
