@@ -153,6 +153,9 @@ class Ingest:
         label_shop = shop_name if shop is not None else "_unknown"
         m.requests.labels(label_platform, label_shop, outcome, reason or "").inc()
         m.ack_seconds.labels(label_platform).observe(time.perf_counter() - t0)
+        if record.forensics:
+            match = record.forensics.split(":", 1)[0][:64]
+            m.forensics.labels(label_platform, match).inc()
         for event in job.events:
             if event.kind is Kind.OTHER:
                 m.events_unknown.labels(event.platform, event.platform_type[:64]).inc()

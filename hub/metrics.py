@@ -51,6 +51,15 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.forensics = Counter(
+            "orderhook_signature_forensics",
+            "Refused signatures that forensics explained, by what matched (hmac-sha256, "
+            "upper-hex, peer_secret = another shop's secret, ...): a rise means a platform "
+            "changed its algorithm or secrets got mixed up",
+            ["platform", "match"],
+            registry=self.registry,
+        )
+
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
         self.batch_seconds.observe(seconds)

@@ -298,6 +298,9 @@ async def test_forensics_names_the_near_miss(
     req = await last_request(hub)
     assert req["reason"] == "bad_signature"
     assert (req["forensics"] or "").startswith(expect), req["forensics"]
+    label = expect.split(":", 1)[0]
+    metric = f'orderhook_signature_forensics_total{{match="{label}",platform="douyin"}} 1.0'
+    assert metric.encode() in hub.metrics.render()
 
 
 async def test_push_for_the_test_app_sent_to_the_production_url_is_named(
@@ -331,3 +334,55 @@ async def test_simulated_pushes_are_accepted_and_each_variant_is_identified(
         r = await client.post(URL, content=variant.body, headers=variant.headers)
         assert r.status_code == 401
         assert (await last_request(hub))["forensics"].startswith(label + ":"), label
+
+
+async def test_tool_app_records_reach_the_shop_that_claims_their_shop_id(
+    write_config: Callable[[str], Path],
+) -> None:
+    from hub.app import create_app
+
+    extra = f"""
+[shops.dy-a]
+platform = "douyin"
+app_key = "{APP_KEY}"
+secret = "{SECRET}"
+options = {{ shop_id = "111" }}
+
+[shops.dy-b]
+platform = "douyin"
+app_key = "{APP_KEY}"
+secret = "{SECRET}"
+options = {{ shop_id = "222" }}
+"""
+    hub = Hub(settings_mod.load(write_config(extra), env={}))
+    async with hub.running():
+        transport = httpx.ASGITransport(app=create_app(hub, lifespan=False))
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub") as client:
+            body = push_body(
+                record("100", {"p_id": 1, "shop_id": 111, "create_time": 1762790000}, "x"),
+                record("100", {"p_id": 2, "shop_id": 222, "create_time": 1762790000}, "y"),
+                record("100", {"p_id": 3, "shop_id": 333, "create_time": 1762790000}, "z"),
+            )
+            r = await client.post("/webhooks/douyin/dy-a", content=body, headers=headers(body))
+            assert r.status_code == 200, r.text
+        found = {
+            (shop, order)
+            for shop in ("dy-a", "dy-b")
+            for order in ("1", "2", "3")
+            if await hub.store.read(queries.events_for_order, "douyin", shop, order)
+        }
+    assert found == {("dy-a", "1"), ("dy-b", "2"), ("dy-a", "3")}
+
+
+def test_a_non_numeric_shop_id_option_is_a_config_error(
+    write_config: Callable[[str], Path],
+) -> None:
+    extra = f"""
+[shops.dy-x]
+platform = "douyin"
+app_key = "{APP_KEY}"
+secret = "{SECRET}"
+options = {{ shop_id = "abc" }}
+"""
+    with pytest.raises(settings_mod.ConfigError, match="shop_id must be the Douyin shop id"):
+        settings_mod.load(write_config(extra), env={})

@@ -54,6 +54,9 @@ class DouyinPush:
     def check_shop(self, shop: Shop) -> None:
         if not shop.app_key:
             raise ValueError("a douyin shop needs app_key (the app's key; sent as app-id)")
+        shop_id = shop.options.get("shop_id")
+        if shop_id is not None and (isinstance(shop_id, bool) or not str(shop_id).isdigit()):
+            raise ValueError("options.shop_id must be the Douyin shop id (digits)")
 
     # --- verify -----------------------------------------------------------------------
 
@@ -144,10 +147,11 @@ class DouyinPush:
             # no time of the change: only the message id can recognise a redelivery
             occurred = msg.received_at
             if msg_id:
-                dedupe = message_key(self.name, msg.shop.name, msg_id)
+                dedupe = message_key(self.name, _owner(msg, data.get("shop_id")), msg_id)
+        shop = _owner(msg, data.get("shop_id"))
         return OrderEvent(
             platform=self.name,
-            shop=msg.shop.name,
+            shop=shop,
             kind=kind,
             order_id=order_id,
             occurred_at=occurred,
@@ -193,6 +197,18 @@ class DouyinPush:
                 headers = {**outbound.headers, SIGN_HEADER: signature}
                 out[variant.label] = Outbound(headers=headers, body=outbound.body)
         return out
+
+
+def _owner(msg: Inbound, shop_id: Any) -> str:
+    """The configured shop a record belongs to. A tool-type app serves many shops through
+    ONE push URL; a shop with `options.shop_id` set claims its own records when they
+    arrive at another shop of the same app."""
+    if shop_id is None or str(msg.shop.options.get("shop_id")) == str(shop_id):
+        return msg.shop.name
+    for peer in msg.peers:
+        if peer.app_key == msg.shop.app_key and str(peer.options.get("shop_id")) == str(shop_id):
+            return peer.name
+    return msg.shop.name
 
 
 def _correct(app_id: str, body: bytes) -> forensics.Signer:
