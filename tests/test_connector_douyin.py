@@ -336,24 +336,19 @@ async def test_simulated_pushes_are_accepted_and_each_variant_is_identified(
         assert (await last_request(hub))["forensics"].startswith(label + ":"), label
 
 
+def shop_toml(name: str, options: str) -> str:
+    return (
+        f'[shops.{name}]\nplatform = "douyin"\napp_key = "{APP_KEY}"\nsecret = "{SECRET}"\n'
+        f"options = {{ {options} }}\n"
+    )
+
+
 async def test_tool_app_records_reach_the_shop_that_claims_their_shop_id(
     write_config: Callable[[str], Path],
 ) -> None:
     from hub.app import create_app
 
-    extra = f"""
-[shops.dy-a]
-platform = "douyin"
-app_key = "{APP_KEY}"
-secret = "{SECRET}"
-options = {{ shop_id = "111" }}
-
-[shops.dy-b]
-platform = "douyin"
-app_key = "{APP_KEY}"
-secret = "{SECRET}"
-options = {{ shop_id = "222" }}
-"""
+    extra = shop_toml("dy-a", 'shop_id = "111"') + shop_toml("dy-b", 'shop_id = "222"')
     hub = Hub(settings_mod.load(write_config(extra), env={}))
     async with hub.running():
         transport = httpx.ASGITransport(app=create_app(hub, lifespan=False))
@@ -377,12 +372,6 @@ options = {{ shop_id = "222" }}
 def test_a_non_numeric_shop_id_option_is_a_config_error(
     write_config: Callable[[str], Path],
 ) -> None:
-    extra = f"""
-[shops.dy-x]
-platform = "douyin"
-app_key = "{APP_KEY}"
-secret = "{SECRET}"
-options = {{ shop_id = "abc" }}
-"""
+    extra = shop_toml("dy-x", 'shop_id = "abc"')
     with pytest.raises(settings_mod.ConfigError, match="shop_id must be the Douyin shop id"):
         settings_mod.load(write_config(extra), env={})
