@@ -239,6 +239,13 @@ BAD = [
     ("p_id float", b'[{"tag":"101","data":{"p_id":1.5}}]', None, 400, "malformed_body"),
     ("order tag without p_id", b'[{"tag":"101","data":{}}]', None, 400, "malformed_body"),
     (
+        "time out of range",
+        b'[{"tag":"100","data":{"p_id":1,"create_time":99999999999999999}}]',
+        None,
+        400,
+        "malformed_body",
+    ),
+    (
         "bad time",
         b'[{"tag":"100","data":{"p_id":1,"create_time":"soon"}}]',
         None,

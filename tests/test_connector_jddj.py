@@ -294,3 +294,18 @@ def test_simulating_a_kind_daojia_never_sends_is_refused_by_name() -> None:
     shop = Shop(name="dj", platform="jddj", secret=SECRET, app_key=APP_KEY)
     with pytest.raises(ValueError, match="no message known to carry kind refunded"):
         connector.simulate(shop, Kind.REFUNDED, "1")
+
+
+async def test_bytes_that_are_not_utf8_form_data_are_malformed_not_guessed(
+    client: httpx.AsyncClient, hub: Hub
+) -> None:
+    body = urlencode(params()).encode() + b"&extra=%ff"
+    r = await client.post(URL + "newOrder", content=body, headers=FORM)
+    assert r.status_code == 400 and r.json()["code"] == "-1"
+    assert (await last_request(hub))["reason"] == "malformed_body"
+
+
+async def test_a_repeated_parameter_is_malformed(client: httpx.AsyncClient) -> None:
+    body = urlencode(params()).encode() + b"&app_key=other"
+    r = await client.post(URL + "newOrder", content=body, headers=FORM)
+    assert r.status_code == 400 and r.json()["msg"].startswith("malformed_body")

@@ -67,3 +67,16 @@ async def test_sample_replays_to_its_recorded_outcome(
     tampered = recordings.body_bytes(rec) + b" "
     bad = await client.post(rec["path"], content=tampered, headers=headers)
     assert bad.status_code == 401
+
+
+def test_samples_replay_over_a_real_socket(live_hub: tuple[str, Hub]) -> None:
+    """The same bytes through uvicorn on 127.0.0.1: form encoding, the /djsw/ path tail
+    and the signed raw bytes survive a real HTTP hop."""
+    url, _hub = live_hub
+    with httpx.Client(base_url=url, timeout=10) as http:
+        for path in (ROOT / "douyin" / "paid.json", ROOT / "jddj" / "paid.json"):
+            rec = recordings.load(path)
+            headers = [(k, v) for k, v in recordings.headers(rec) if k not in SKIP]
+            r = http.post(rec["path"], content=recordings.body_bytes(rec), headers=headers)
+            assert r.status_code == 200, r.text
+            assert r.content == recordings.body_bytes(rec["response"])

@@ -251,7 +251,7 @@ def _occurred(data: dict[str, Any], field: str | None, where: str) -> datetime |
                 return from_unix(value)
             if isinstance(value, str):
                 return from_unix(value) if value.isdigit() else parse_iso(value)
-        except (ValueError, OverflowError) as exc:
+        except (ValueError, OverflowError, OSError) as exc:
             raise Rejection("malformed_body", f"{where}.data.{name}: {exc}") from exc
         raise Rejection("malformed_body", f"{where}.data.{name} is not a time")
     return None

@@ -44,8 +44,8 @@ def push_body(
         data |= {"s_ids": [pid], "order_type": 0, "biz": 2, "order_status": ORDER_STATUS.get(tag)}
     if spec.time_field:
         data[spec.time_field] = seconds
-    if spec.amount_field:
-        data[spec.amount_field] = int((amount or Decimal(0)) * 100)
+    if spec.amount_field and amount is not None:
+        data[spec.amount_field] = int(amount * 100)
     record = {
         "tag": tag,
         "msg_id": message_id or uuid.uuid4().hex,

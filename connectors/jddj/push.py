@@ -48,7 +48,7 @@ FAIL_CODE = "-1"
 def form(body: bytes) -> dict[str, str]:
     """The form parameters; a repeated name or bytes that are not UTF-8 are malformed."""
     try:
-        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
     except (UnicodeDecodeError, ValueError) as exc:
         raise Rejection("malformed_body", f"form body is not UTF-8 form data: {exc}") from exc
     params: dict[str, str] = {}
