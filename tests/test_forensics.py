@@ -99,3 +99,16 @@ def test_explain_finds_nothing_for_a_random_signature_and_skips_unusable_peer_se
     peer_ok = Shop(name="c", platform="x", secret="s2")
     found = forensics.explain(forensics.md5_hex(b"s2"), shop, [peer, peer_ok], correct, [])
     assert found is not None and found.startswith("peer_secret:c: ")
+
+
+async def test_peers_are_precomputed_per_platform_and_follow_a_reloaded_config(
+    hub: Hub, write_config: Callable[[str], Path]
+) -> None:
+    from hub.ingest import Ingest
+
+    ingest = Ingest(hub)
+    acme = hub.settings.shops["acme"]
+    assert [p.name for p in ingest.peers(acme)] == ["acme-staging"]
+    assert ingest.peers(acme) is ingest.peers(acme)  # a lookup, not a rebuild
+    hub.settings = settings_mod.load(write_config(""), env={})  # staging shop removed
+    assert ingest.peers(hub.settings.shops["acme"]) == ()
