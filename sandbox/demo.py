@@ -1,46 +1,35 @@
 """Demo traffic: realistic signed pushes into a running hub, one line printed per push.
 
-Orders go created -> paid -> shipped, with the mistakes real senders make mixed in:
-redeliveries of the same message (duplicates), a bad signature now and then, and
-events that arrive out of order.
+Every configured shop whose connector can `simulate()` a push takes part. Orders go
+created -> paid -> shipped, with the mistakes real senders make mixed in: redeliveries of
+the same message (duplicates), a sender still on an old secret (bad signature), and events
+that arrive out of order.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import dataclasses
 import random
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from decimal import Decimal
 
 import httpx
 
-from connectors import standard
-from hub.settings import Settings
+import connectors
+from connectors.base import Outbound
+from hub.model import Kind
+from hub.settings import Settings, Shop
 
-FLOW = ("order.created", "order.paid", "order.shipped")
+FLOW = (Kind.CREATED, Kind.PAID, Kind.SHIPPED)
 
 
-def standard_push(
-    secret: str, kind: str, order_id: str, amount: Decimal
-) -> tuple[dict[str, str], bytes]:
-    now = datetime.now(UTC)
-    body = json.dumps(
-        {
-            "type": kind,
-            "timestamp": now.isoformat().replace("+00:00", "Z"),
-            "data": {
-                "order_id": order_id,
-                "amount": str(amount),
-                "currency": "CNY",
-                "occurred_at": now.isoformat().replace("+00:00", "Z"),
-            },
-        },
-        separators=(",", ":"),
-    ).encode()
-    return standard.sign_headers(secret, "msg_" + uuid.uuid4().hex, body), body
+def _push(shop: Shop, kind: Kind, order_id: str, amount: Decimal) -> Outbound | None:
+    """The platform's own push for this event, or None when the platform never sends it."""
+    try:
+        return connectors.get(shop.platform).simulate(shop, kind, order_id, amount=amount)  # type: ignore[union-attr]
+    except ValueError:
+        return None
 
 
 async def run(
@@ -53,48 +42,56 @@ async def run(
     seed: int | None = None,
 ) -> int:
     """Push until `count` pushes were sent (0: forever); returns how many were sent."""
-    shops = [s for s in settings.shops.values() if s.platform == "standard"]
+    shops = [s for s in settings.shops.values() if hasattr(connectors.get(s.platform), "simulate")]
     if not shops:
-        echo("demo: no shop with platform 'standard' in the config; nothing to push")
+        echo("demo: no shop whose platform can be simulated; nothing to push")
         return 0
     rng = random.Random(seed)
-    open_orders: dict[str, tuple[int, Decimal]] = {}
-    last: tuple[str, dict[str, str], bytes] | None = None
+    open_orders: dict[tuple[str, str], tuple[int, Decimal]] = {}
+    last: tuple[str, Outbound] | None = None
     sent = 0
     async with httpx.AsyncClient(base_url=base_url, timeout=10, verify=False) as client:
         while not count or sent < count:
-            shop = rng.choice(shops)
             roll = rng.random()
             if last is not None and roll < 0.06:
-                label = "redelivery"
-                path, headers, body = last
+                label, (path, push) = "redelivery", last
             else:
-                if not open_orders or (len(open_orders) < 8 and rng.random() < 0.4):
+                shop = rng.choice(shops)
+                if (len(open_orders) < 8 and rng.random() < 0.4) or not open_orders:
                     order_id = str(rng.randrange(10**18, 10**19))  # 19 digits, past 2^53
-                    open_orders[order_id] = (0, Decimal(rng.randrange(990, 99900)) / 100)
-                order_id = rng.choice(list(open_orders))
-                step, amount = open_orders[order_id]
+                    open_orders[(shop.name, order_id)] = (
+                        0,
+                        Decimal(rng.randrange(990, 99900)) / 100,
+                    )
+                key = rng.choice(list(open_orders))
+                shop = settings.shops[key[0]]
+                step, amount = open_orders[key]
                 if step + 1 < len(FLOW) and rng.random() < 0.04:
                     step += 1  # skip ahead: the next event arrives before this one
                 kind = FLOW[step]
-                secret = shop.secret
-                label = kind
+                sender = shop
+                label = f"{shop.name} {kind.value}"
                 if roll > 0.97:
-                    secret = "whsec_" + "d3JvbmctZGVtby1zZWNyZXQ="  # a sender with a stale secret
-                    label = kind + " (bad signature)"
-                headers, body = standard_push(secret, kind, order_id, amount)
-                path = f"/webhooks/standard/{shop.name}"
+                    sender = dataclasses.replace(shop, secret="stale-" + shop.secret)
+                    label += " (old secret)"
                 if step + 1 >= len(FLOW):
-                    open_orders.pop(order_id)
+                    open_orders.pop(key)
                 else:
-                    open_orders[order_id] = (step + 1, amount)
-                last = (path, headers, body)
+                    open_orders[key] = (step + 1, amount)
+                made = _push(sender, kind, key[1], amount)
+                if made is None:
+                    continue
+                path = f"/webhooks/{shop.platform}/{shop.name}{made.tail}"
+                push = made
+                last = (path, push)
             try:
-                response = await client.post(path, content=body, headers=headers)
+                response = await client.request(
+                    push.method, path, content=push.body, headers=push.headers
+                )
                 answer = f"{response.status_code} {response.text[:50]}"
-                echo(f"push {sent + 1:>5}  {label:<30} -> {answer}")
             except httpx.HTTPError as exc:
-                echo(f"push {sent + 1:>5}  {label:<32} -> failed: {exc}")
+                answer = f"failed: {exc}"
             sent += 1
+            echo(f"push {sent:>5}  {label:<36} -> {answer}")
             await asyncio.sleep(1.0 / rate if rate > 0 else 0)
     return sent
