@@ -59,6 +59,18 @@ class Metrics:
             ["platform", "match"],
             registry=self.registry,
         )
+        self.notify_sends = Counter(
+            "orderhook_notify_sends",
+            "Notification deliveries by channel and outcome (ok, retry, failed)",
+            ["channel", "outcome"],
+            registry=self.registry,
+        )
+        self.notify_merged = Counter(
+            "orderhook_notify_merged",
+            "Notifications sent inside a digest because the channel's rate limit was reached",
+            ["channel"],
+            registry=self.registry,
+        )
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)

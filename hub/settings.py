@@ -78,7 +78,7 @@ class Settings:
 # Top-level sections owned by other stages: name -> "module:function". The function
 # takes (table, fail) and returns the parsed section; `fail(message, *keys)` builds a
 # ConfigError pointing at the line of `[name]` (or of the key under it).
-SECTIONS: dict[str, str] = {}
+SECTIONS: dict[str, str] = {"notify": "hub.notify:parse_section"}
 
 Fail = Callable[..., ConfigError]
 
