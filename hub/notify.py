@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import re
 import sqlite3
@@ -41,6 +42,8 @@ from hub.store.outbox_sql import enqueue
 if TYPE_CHECKING:
     from hub.runtime import Hub
     from hub.settings import Settings
+
+log = logging.getLogger("orderhook.notify")
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 HTTP_TIMEOUT = 10.0
@@ -176,7 +179,8 @@ class TokenBucket:
         """Seconds until a token is free (0: now)."""
         self._refill()
         ahead = max(0.0, self.stamp - self.clock())  # blocked by the service until then
-        return ahead + (0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate)
+        # a hair under one token counts as one: float refills must not leave a 1e-15 s wait
+        return ahead + (0.0 if self.tokens >= 1 - 1e-9 else (1 - self.tokens) / self.rate)
 
     def take(self) -> None:
         self.tokens -= 1
@@ -205,19 +209,17 @@ class Throttle:
         self,
         limits: Sequence[tuple[int, float]],
         *,
-        max_bytes: int,
+        digest_bytes: int,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         max_wait: float = MAX_WAIT,
     ) -> None:
         self.buckets = [TokenBucket(limit, window, clock) for limit, window in limits]
-        self.max_bytes = max_bytes
+        self.digest_bytes = digest_bytes
         self.sleep = sleep
         self.max_wait = max_wait
         self.waiting: list[_Waiter] = []
         self.flusher: asyncio.Task[None] | None = None
-        self.sends = 0
-        self.merged = 0
 
     def _wait(self) -> float:
         return max((b.wait() for b in self.buckets), default=0.0)
@@ -257,7 +259,7 @@ class Throttle:
         while self.waiting:
             wait = self._wait()
             if wait > 0:
-                await self.sleep(wait)
+                await self.sleep(max(wait, 0.001))
                 continue
             self._take()
             batch = self._pack()
@@ -271,7 +273,7 @@ class Throttle:
         batch, used = [], 0
         for waiter in self.waiting:
             size = len(digest_line(waiter.message).encode()) + 1
-            if batch and used + size > self.max_bytes - 200:
+            if batch and used + size > self.digest_bytes:
                 break
             batch.append(waiter)
             used += size
@@ -279,9 +281,11 @@ class Throttle:
         return batch
 
     async def _send(self, send: Send, messages: Sequence[Message]) -> SendResult:
-        self.sends += 1
-        self.merged += len(messages) if len(messages) > 1 else 0
-        result = await send(messages)
+        try:
+            result = await send(messages)
+        except Exception as exc:  # a bug must not strand the callers waiting on this send
+            log.exception("notification send failed")
+            result = wire.retry("error", f"{type(exc).__name__}: {exc}")
         if not result.ok and result.retryable and result.retry_after:
             for bucket in self.buckets:
                 bucket.block(result.retry_after)
@@ -325,7 +329,9 @@ def throttle(hub: Hub, channel: Channel) -> Throttle | None:
     per_hub = _throttles.setdefault(hub, {})
     found = per_hub.get(channel)  # a reloaded config with other limits gets a fresh one
     if found is None:
-        found = per_hub[channel] = Throttle(limits, max_bytes=channel.module.LIMITS.max_bytes)
+        found = per_hub[channel] = Throttle(
+            limits, digest_bytes=channel.module.LIMITS.digest_budget
+        )
     return found
 
 
@@ -349,6 +355,9 @@ async def send_now(channel: Channel, message: Message, http: httpx.AsyncClient) 
         result = wire.retry("timeout", f"no answer in time: {type(exc).__name__}")
     except httpx.HTTPError as exc:
         result = wire.retry("connect", f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # the outbox keeps the row and retries; the log has the trace
+        log.exception("notify.channels.%s: unexpected error", channel.name)
+        result = wire.retry("error", f"{type(exc).__name__}: {exc}")
     return replace(
         result,
         detail=wire.redact(f"notify.channels.{channel.name} ({channel.kind}): {result.detail}"),

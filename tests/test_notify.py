@@ -19,7 +19,7 @@ import respx
 
 from connectors.notify import Message, ok, retry
 from hub import settings as settings_mod
-from hub.notify import Throttle, alert, deliver, describe, section
+from hub.notify import Throttle, alert, deliver, describe, digest, digest_line, section
 from hub.runtime import Hub
 from hub.settings import ConfigError, Settings
 from hub.store import Store
@@ -301,7 +301,7 @@ class FakeClock:
 
 async def test_no_window_of_a_minute_sees_more_than_the_published_limit() -> None:
     clock = FakeClock()
-    gate = Throttle([(20, 60.0)], max_bytes=4096, clock=clock, sleep=clock.sleep, max_wait=1e9)
+    gate = Throttle([(20, 60.0)], digest_bytes=4096, clock=clock, sleep=clock.sleep, max_wait=1e9)
     sent: list[tuple[float, int]] = []
 
     async def send(messages):
@@ -325,7 +325,7 @@ async def test_no_window_of_a_minute_sees_more_than_the_published_limit() -> Non
 
 async def test_a_service_rate_limit_answer_pauses_the_robot() -> None:
     clock = FakeClock()
-    gate = Throttle([(20, 60.0)], max_bytes=4096, clock=clock, sleep=clock.sleep, max_wait=30)
+    gate = Throttle([(20, 60.0)], digest_bytes=4096, clock=clock, sleep=clock.sleep, max_wait=30)
 
     async def limited(messages):
         return retry("45009", "freq", after=60.0)
@@ -364,3 +364,35 @@ def test_alert_rejects_unknown_severity(notify_settings: Settings) -> None:
         Store(notify_settings.db).run(
             lambda conn: alert(conn, notify_settings, title="t", text="x", severity="urgent")
         )
+
+
+async def test_every_message_of_a_long_burst_shows_in_full_in_some_digest() -> None:
+    from connectors.notify import wecom
+
+    clock = FakeClock()
+    gate = Throttle(
+        [(20, 60.0)],
+        digest_bytes=wecom.LIMITS.digest_budget,
+        clock=clock,
+        sleep=clock.sleep,
+        max_wait=1e9,
+    )
+    posted: list[tuple[list[Message], str]] = []
+
+    async def send(messages):
+        posted.append((list(messages), wecom.body(digest(messages))["text"]["content"]))
+        return ok()
+
+    burst = [
+        Message(f"订单 {i} 同步失败", "平台返回错误 " * 40, "critical", mentions=("13800001111",))
+        for i in range(60)
+    ]
+    results = await asyncio.gather(*(gate.submit(m, send) for m in burst))
+    assert all(r.ok for r in results)
+    assert sorted(m.title for batch, _ in posted for m in batch) == sorted(m.title for m in burst)
+    digests = [(batch, content) for batch, content in posted if len(batch) > 1]
+    assert digests
+    for batch, content in digests:
+        assert len(content.encode()) <= 2048  # WeCom's text limit (mentions force text)
+        for message in batch:
+            assert digest_line(message) in content  # each line whole, none cut away

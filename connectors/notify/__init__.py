@@ -77,6 +77,13 @@ class Limits:
     per_minute: int | None = None
     per_second: int | None = None
     max_bytes: int = 4096  # the largest message the service takes, in its own unit (docs)
+    # how much digest text to pack into one message: below max_bytes, so that escaping,
+    # the head and the tail never push a digest line past the cut
+    digest_bytes: int | None = None
+
+    @property
+    def digest_budget(self) -> int:
+        return self.digest_bytes or int(self.max_bytes * 0.8)
 
 
 @dataclass(frozen=True, slots=True)

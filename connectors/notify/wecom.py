@@ -33,7 +33,8 @@ from connectors.notify import (
     required_text,
 )
 
-LIMITS = Limits(per_minute=20, max_bytes=4096)
+# a digest that mentions someone goes out as text, limited to 2048 bytes
+LIMITS = Limits(per_minute=20, max_bytes=4096, digest_bytes=1800)
 TEXT_MAX_BYTES = 2048
 DEFAULT_BASE = "https://qyapi.weixin.qq.com"
 MOBILE = re.compile(r"^\+?\d{11,15}$")
