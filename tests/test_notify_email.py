@@ -183,6 +183,15 @@ async def test_untrusted_certificate_is_a_setting_to_fix(smtp, tls_files) -> Non
     assert not result.ok and not result.retryable and "`ca_file`" in result.detail
 
 
+async def test_starttls_never_falls_back_to_clear_text(smtp) -> None:
+    box, port = smtp(authenticator=login, auth_require_tls=False)
+    result = await mail.send(
+        config(port, security="starttls", username="ops", password=PASSWORD), MESSAGE
+    )
+    assert not result.ok and not result.retryable and "`security`" in result.detail
+    assert box.received == []
+
+
 async def test_implicit_tls(smtp, tls_files) -> None:
     box, port = smtp(ssl_context=server_context(tls_files))
     result = await mail.send(config(port, security="ssl", ca_file=str(tls_files[0])), MESSAGE)

@@ -166,7 +166,16 @@ async def send(config: Config, message: Message) -> SendResult:
             f"{where}: TLS certificate refused ({exc.verify_message}): "
             "check `host` or set `ca_file`",
         )
-    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+    except aiosmtplib.SMTPException as exc:
+        if "STARTTLS" in exc.message:
+            # never fall back to clear text: the password would cross the network readable
+            return permanent(
+                "no_starttls",
+                f"{where} does not offer STARTTLS: check `security` "
+                'and `port` (465 is usually security = "ssl")',
+            )
+        return retry("connect", f"cannot deliver through {where}: {type(exc).__name__}: {exc}")
+    except (OSError, TimeoutError) as exc:
         return retry("connect", f"cannot deliver through {where}: {type(exc).__name__}: {exc}")
     if refused:
         # some recipients took it: the message is out, the rest is for a person to fix
