@@ -107,7 +107,7 @@ def _channel(name: str, spec: Any, fail: Callable[..., Exception]) -> Channel:
         raise fail(f"{where}: channel names are letters, digits, '-', '_' and '.'", where)
     kind = spec.get("kind")
     module = wire.kind(kind) if isinstance(kind, str) else None
-    if module is None:
+    if module is None or not isinstance(kind, str):
         raise fail(
             f"{where}.kind: {kind!r} is not a channel kind "
             f"(known: {', '.join(sorted(wire.kinds()))})",
@@ -263,14 +263,19 @@ class Throttle:
                 continue
             self._take()
             batch = self._pack()
-            result = await self._send(batch[0].send, [w.message for w in batch])
-            for waiter in batch:
-                if not waiter.future.done():
-                    waiter.future.set_result(result)
+            # if this task is cancelled mid-send, the callers still get an answer (retry)
+            result = wire.retry("interrupted", "the send was interrupted (shutdown?)")
+            try:
+                result = await self._send(batch[0].send, [w.message for w in batch])
+            finally:
+                for waiter in batch:
+                    if not waiter.future.done():
+                        waiter.future.set_result(result)
 
     def _pack(self) -> list[_Waiter]:
         """As many waiting messages as one digest shows in full lines; the rest wait."""
-        batch, used = [], 0
+        batch: list[_Waiter] = []
+        used = 0
         for waiter in self.waiting:
             size = len(digest_line(waiter.message).encode()) + 1
             if batch and used + size > self.digest_bytes:

@@ -396,3 +396,23 @@ async def test_every_message_of_a_long_burst_shows_in_full_in_some_digest() -> N
         assert len(content.encode()) <= 2048  # WeCom's text limit (mentions force text)
         for message in batch:
             assert digest_line(message) in content  # each line whole, none cut away
+
+
+async def test_callers_get_an_answer_when_the_digest_send_is_interrupted() -> None:
+    clock = FakeClock()
+    gate = Throttle([(20, 60.0)], digest_bytes=4096, clock=clock, sleep=clock.sleep, max_wait=1e9)
+    started, never = asyncio.Event(), asyncio.Event()
+
+    async def hang(messages):
+        if len(messages) > 1:
+            started.set()
+            await never.wait()
+        return ok()
+
+    calls = [asyncio.create_task(gate.submit(Message(f"m{i}", "x"), hang)) for i in range(5)]
+    await started.wait()
+    assert gate.flusher is not None
+    gate.flusher.cancel()
+    results = await asyncio.wait_for(asyncio.gather(*calls), 5)
+    assert [r.ok for r in results[:2]] == [True, True]  # the burst went out at once
+    assert all(r.retryable and r.code == "interrupted" for r in results[2:])
