@@ -416,3 +416,52 @@ async def test_callers_get_an_answer_when_the_digest_send_is_interrupted() -> No
     results = await asyncio.wait_for(asyncio.gather(*calls), 5)
     assert [r.ok for r in results[:2]] == [True, True]  # the burst went out at once
     assert all(r.retryable and r.code == "interrupted" for r in results[2:])
+
+
+def fake_dingtalk(secret: str, keyword: str, seen: list[dict]):
+    """A stand-in robot on a real socket: checks 加签 and the keyword the way DingTalk
+    describes it, and answers HTTP 200 either way, with the verdict in errcode."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def send(request: Request) -> JSONResponse:
+        timestamp, sign = request.query_params["timestamp"], request.query_params["sign"]
+        mac = hmac.new(secret.encode(), f"{timestamp}\n{secret}".encode(), hashlib.sha256)
+        body = await request.json()
+        seen.append(body)
+        if sign != base64.b64encode(mac.digest()).decode():
+            return JSONResponse({"errcode": 310000, "errmsg": "sign not match"})
+        if keyword not in body["markdown"]["text"]:
+            return JSONResponse({"errcode": 310000, "errmsg": "keywords not in content"})
+        return JSONResponse({"errcode": 0, "errmsg": "ok"})
+
+    return Starlette(routes=[Route("/robot/send", send, methods=["POST"])])
+
+
+async def test_dingtalk_robot_on_a_real_socket(
+    monkeypatch: pytest.MonkeyPatch, write_config: Callable[[str], Path]
+) -> None:
+    from tests.conftest import serve_app
+
+    seen: list[dict] = []
+    monkeypatch.setenv("TEST_DING_TOKEN", DING_TOKEN)
+    with serve_app(fake_dingtalk(DING_SECRET, "orderhook", seen)) as base:
+
+        def hub_with(secret: str, keyword: str) -> Hub:
+            path = write_config(
+                f'[notify.channels.ding]\nkind = "dingtalk"\naccess_token = "env:TEST_DING_TOKEN"'
+                f'\nsecret = "{secret}"\nkeyword = "{keyword}"\nbase_url = "{base}"\n'
+            )
+            return Hub(settings_mod.load(path, env={}))
+
+        async with httpx.AsyncClient() as http:
+            good = await deliver(hub_with(DING_SECRET, "orderhook"), "ding", PAYLOAD, http)
+            bad_sign = await deliver(hub_with("SECwrong", "orderhook"), "ding", PAYLOAD, http)
+            no_word = await deliver(hub_with(DING_SECRET, "shop"), "ding", PAYLOAD, http)
+    assert good.ok, good
+    assert (bad_sign.ok, bad_sign.retryable, bad_sign.code) == (False, False, "310000")
+    assert "fix `secret`" in bad_sign.detail
+    assert "set `keyword`" in no_word.detail
+    assert len(seen) == 3

@@ -387,3 +387,19 @@ def test_redactor_masks_every_registered_secret() -> None:
     text = redact("POST https://q/send?key=693a91f6-7xxx-4bc4-97a0-0ec2sifa5aaa sign SECabc")
     assert "693a91f6" not in text and "SECabc" not in text
     assert "***5aaa" in text  # enough to tell robots apart
+
+
+def test_redactor_cleans_tracebacks_in_logs(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from connectors.notify import redact
+
+    secret = "robot-key-0123456789abcdef"
+    redact.add([secret])
+    logger = logging.getLogger("orderhook.notify")
+    with caplog.at_level(logging.ERROR, logger="orderhook.notify"):
+        try:
+            raise RuntimeError(f"POST https://q/send?key={secret} failed")
+        except RuntimeError:
+            logger.exception("send to %s failed", f"https://q/send?key={secret}")
+    assert "RuntimeError" in caplog.text and secret not in caplog.text

@@ -173,11 +173,14 @@ class Redactor:
             cleaned = self(message)
             if cleaned != message:
                 record.msg, record.args = cleaned, None
+            if record.exc_info and not record.exc_text:
+                # a traceback quotes exception messages, which may quote the URL
+                record.exc_text = self(logging.Formatter().formatException(record.exc_info))
         return True
 
 
 redact = Redactor()
-for _name in ("httpx", "httpcore"):
+for _name in ("httpx", "httpcore", "orderhook.notify"):
     logging.getLogger(_name).addFilter(redact)
 
 
