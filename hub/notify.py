@@ -324,19 +324,22 @@ def digest(messages: Sequence[Message]) -> Message:
 
 # --- sending ----------------------------------------------------------------------------
 
-_throttles: weakref.WeakKeyDictionary[Hub, dict[Channel, Throttle]] = weakref.WeakKeyDictionary()
+_throttles: weakref.WeakKeyDictionary[Hub, dict[tuple[Any, ...], Throttle]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def throttle(hub: Hub, channel: Channel) -> Throttle | None:
+    """The buckets of the robot behind `channel`: the limit is per robot, so channels that
+    share one robot (the same key under two names) share its buckets too."""
     limits = [(n, w) for n, w in ((channel.per_minute, 60.0), (channel.per_second, 1.0)) if n]
     if not limits:
         return None
     per_hub = _throttles.setdefault(hub, {})
-    found = per_hub.get(channel)  # a reloaded config with other limits gets a fresh one
+    robot = (channel.kind, channel.module.robot(channel.config), *limits)
+    found = per_hub.get(robot)  # a reloaded config with other limits gets a fresh one
     if found is None:
-        found = per_hub[channel] = Throttle(
-            limits, digest_bytes=channel.module.LIMITS.digest_budget
-        )
+        found = per_hub[robot] = Throttle(limits, digest_bytes=channel.module.LIMITS.digest_budget)
     return found
 
 

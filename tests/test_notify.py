@@ -465,3 +465,27 @@ async def test_dingtalk_robot_on_a_real_socket(
     assert "fix `secret`" in bad_sign.detail
     assert "set `keyword`" in no_word.detail
     assert len(seen) == 3
+
+
+async def test_two_channels_on_one_robot_share_its_rate_limit(
+    env: None, write_config: Callable[[str], Path]
+) -> None:
+    path = write_config(
+        '[notify.channels.ops]\nkind = "feishu"\ntoken = "env:TEST_FEISHU_TOKEN"\n'
+        '[notify.channels.cs]\nkind = "feishu"\ntoken = "env:TEST_FEISHU_TOKEN"\n'
+    )
+    hub = Hub(settings_mod.load(path, env={}))
+    with respx.mock() as router:
+        route = router.post(f"https://open.feishu.cn/open-apis/bot/v2/hook/{FEISHU_TOKEN}").respond(
+            200, json={"code": 0}
+        )
+        async with httpx.AsyncClient() as http:
+            results = await asyncio.gather(
+                *(
+                    deliver(hub, ("ops", "cs")[i % 2], {"title": f"t{i}", "text": "x"}, http)
+                    for i in range(10)
+                )
+            )
+    assert all(r.ok for r in results)
+    # one bucket (1 + 4/s): one message at once, then one digest of the other nine
+    assert route.call_count == 2

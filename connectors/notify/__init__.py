@@ -4,6 +4,7 @@ Each service module (`wecom`, `dingtalk`, `feishu`, `webhook`, `email`) offers:
 - `LIMITS`: the service's published rate limit per robot (or None) and message size;
 - `configure(spec) -> Config`: validate the channel's table, raising `ConfigProblem`;
 - `secrets(config) -> list[str]`: every credential to mask in errors and logs;
+- rate-limited services: `robot(config) -> str`, which robot the channel posts to;
 - HTTP services: `request(config, message, now) -> Prepared` and
   `classify(status, body, headers) -> SendResult`;
   email: `async send(config, message) -> SendResult`.

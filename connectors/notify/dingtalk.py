@@ -72,6 +72,11 @@ def configure(spec: Mapping[str, Any]) -> Config:
     )
 
 
+def robot(config: Config) -> str:
+    """Which robot this is: its rate limit is shared by every channel that uses it."""
+    return config.access_token
+
+
 def secrets(config: Config) -> list[str]:
     return [s for s in (config.access_token, config.secret) if s]
 

@@ -56,6 +56,11 @@ def configure(spec: Mapping[str, Any]) -> Config:
     return Config(key=key, base_url=base_url(spec, DEFAULT_BASE))
 
 
+def robot(config: Config) -> str:
+    """Which robot this is: its rate limit is shared by every channel that uses it."""
+    return config.key
+
+
 def secrets(config: Config) -> list[str]:
     return [config.key]
 
