@@ -77,3 +77,15 @@ def test_help_has_examples(command: list[str]) -> None:
     assert result.exit_code == 0
     if command != ["notify"]:
         assert "orderhook notify" in result.output
+
+
+def test_docs_cover_every_channel_setting_and_command() -> None:
+    from connectors import notify as wire
+
+    docs = (Path(__file__).parent.parent / "docs" / "notifications.md").read_text()
+    for name, module in wire.kinds().items():
+        assert f'kind = "{name}"' in docs
+        for key in (*module.KEYS, "per_minute"):
+            assert f"{key} =" in docs or f"`{key}`" in docs, (name, key)
+    for command in ("orderhook notify channels", "orderhook notify test"):
+        assert command in docs

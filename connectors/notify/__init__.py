@@ -2,7 +2,7 @@
 
 Each service module (`wecom`, `dingtalk`, `feishu`, `webhook`, `email`) offers:
 - `LIMITS`: the service's published rate limit per robot (or None) and message size;
-- `configure(spec) -> Config`: validate the channel's table, raising `ConfigProblem`;
+- `KEYS` and `configure(spec) -> Config`: the channel's settings, validated (`ConfigProblem`);
 - `secrets(config) -> list[str]`: every credential to mask in errors and logs;
 - rate-limited services: `robot(config) -> str`, which robot the channel posts to;
 - HTTP services: `request(config, message, now) -> Prepared` and

@@ -42,6 +42,7 @@ from connectors.notify import (
 # DingTalk states 20/minute; the size limit is only seen in error messages ("exceed 20000
 # bytes"), so the text is kept well below it.
 LIMITS = Limits(per_minute=20, max_bytes=18000)
+KEYS = ("access_token", "secret", "keyword", "base_url")
 DEFAULT_BASE = "https://oapi.dingtalk.com"
 
 
@@ -54,7 +55,7 @@ class Config:
 
 
 def configure(spec: Mapping[str, Any]) -> Config:
-    check_keys(spec, ("access_token", "secret", "keyword", "base_url"))
+    check_keys(spec, KEYS)
     try:
         token = credential(required_text(spec, "access_token"), query="access_token")
     except ConfigProblem as exc:

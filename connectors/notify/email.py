@@ -33,6 +33,7 @@ from connectors.notify import (
 )
 
 LIMITS = Limits(max_bytes=1 << 20)
+KEYS = ("host", "port", "security", "username", "password", "from", "to", "ca_file", "timeout")
 PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 SUBJECT_MAX_BYTES = 200
 
@@ -51,10 +52,7 @@ class Config:
 
 
 def configure(spec: Mapping[str, Any]) -> Config:
-    check_keys(
-        spec,
-        ("host", "port", "security", "username", "password", "from", "to", "ca_file", "timeout"),
-    )
+    check_keys(spec, KEYS)
     security = spec.get("security", "starttls")
     if security not in PORTS:
         raise ConfigProblem("security", f"'security' is one of {', '.join(PORTS)}")

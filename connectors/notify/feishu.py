@@ -37,6 +37,7 @@ from connectors.notify import (
 )
 
 LIMITS = Limits(per_minute=100, per_second=5, max_bytes=20000)
+KEYS = ("token", "secret", "keyword", "domain", "base_url")
 DOMAINS = {"feishu": "https://open.feishu.cn", "lark": "https://open.larksuite.com"}
 
 
@@ -49,7 +50,7 @@ class Config:
 
 
 def configure(spec: Mapping[str, Any]) -> Config:
-    check_keys(spec, ("token", "secret", "keyword", "domain", "base_url"))
+    check_keys(spec, KEYS)
     try:
         token = credential(required_text(spec, "token"), after="/bot/v2/hook/")
     except ConfigProblem as exc:

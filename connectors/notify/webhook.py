@@ -32,6 +32,7 @@ from connectors.notify import (
 )
 
 LIMITS = Limits(max_bytes=64 * 1024)
+KEYS = ("url", "secret")
 EVENT_TYPE = "orderhook.notification"
 
 
@@ -42,7 +43,7 @@ class Config:
 
 
 def configure(spec: Mapping[str, Any]) -> Config:
-    check_keys(spec, ("url", "secret"))
+    check_keys(spec, KEYS)
     url = required_text(spec, "url")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:

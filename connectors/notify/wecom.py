@@ -35,6 +35,7 @@ from connectors.notify import (
 
 # a digest that mentions someone goes out as text, limited to 2048 bytes
 LIMITS = Limits(per_minute=20, max_bytes=4096, digest_bytes=1800)
+KEYS = ("key", "base_url")
 TEXT_MAX_BYTES = 2048
 DEFAULT_BASE = "https://qyapi.weixin.qq.com"
 MOBILE = re.compile(r"^\+?\d{11,15}$")
@@ -48,7 +49,7 @@ class Config:
 
 
 def configure(spec: Mapping[str, Any]) -> Config:
-    check_keys(spec, ("key", "base_url"))
+    check_keys(spec, KEYS)
     try:
         key = credential(required_text(spec, "key"), query="key")
     except ConfigProblem as exc:
