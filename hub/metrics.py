@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from connectors import apiclient
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -71,6 +76,19 @@ class Metrics:
             ["channel"],
             registry=self.registry,
         )
+        self.reconcile_runs = Counter(
+            "orderhook_reconcile_runs",
+            "Reconciliation runs by outcome (ok, stale: served from the last-good cache, failed)",
+            ["platform", "shop", "outcome"],
+            registry=self.registry,
+        )
+        self.reconcile_events = Counter(
+            "orderhook_reconcile_events",
+            "Events reconciliation pulled: 'new' ones are changes the pushes had missed",
+            ["platform", "shop", "result"],
+            registry=self.registry,
+        )
+        self.registry.register(ApiCollector())
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
@@ -78,3 +96,28 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class ApiCollector:
+    """Platform API health, read at scrape time from the clients' shared runtimes."""
+
+    def collect(self) -> Iterator[Metric]:
+        state = GaugeMetricFamily(
+            "orderhook_api_breaker_state",
+            "Circuit breaker per platform API: 0 closed, 1 half-open, 2 open",
+            labels=["platform"],
+        )
+        calls = CounterMetricFamily(
+            "orderhook_api_calls",
+            "Platform API calls by outcome (ok, circuit_open, stale, or the error type)",
+            labels=["platform", "outcome"],
+        )
+        for runtime in apiclient.runtimes():
+            state.add_metric([runtime.platform], float(runtime.breaker.state))
+            for outcome, count in sorted(runtime.stats.calls.items()):
+                calls.add_metric([runtime.platform, outcome], count)
+        yield state
+        yield calls
+
+    def describe(self) -> list[Metric]:
+        return []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from hub.cli import notify, serve, users
+from hub.cli import notify, reconcile, serve, users
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,7 +21,7 @@ def cli() -> None:
     """
 
 
-for module in (serve, users, notify):
+for module in (serve, users, notify, reconcile):
     for command in module.commands:
         cli.add_command(command)
 

@@ -147,3 +147,42 @@ def m0002_outbox(db: Database) -> None:
     )
     db.execute("CREATE INDEX outbox_due ON outbox(state, next_attempt_at)")
     db.execute("CREATE INDEX outbox_order ON outbox(order_key, id)")
+
+
+@migrations(name="0003_reconcile")
+def m0003_reconcile(db: Database) -> None:
+    # Per shop: how far reconciliation has pulled the platform's changed orders.
+    db.execute(
+        """
+        CREATE TABLE reconcile_state (
+            shop TEXT PRIMARY KEY,
+            platform TEXT NOT NULL,
+            watermark TEXT,                -- end of the last window pulled completely (UTC)
+            last_run_id INTEGER,
+            updated_at TEXT NOT NULL
+        )
+        """
+    )
+    # Every run, as evidence: the window, what the platform returned, what pushes missed.
+    db.execute(
+        """
+        CREATE TABLE reconcile_runs (
+            id INTEGER PRIMARY KEY,
+            shop TEXT NOT NULL,
+            platform TEXT NOT NULL,
+            trigger TEXT NOT NULL,         -- schedule | manual
+            window_start TEXT NOT NULL,
+            window_end TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            outcome TEXT NOT NULL DEFAULT 'running',  -- running | ok | stale | failed
+            pages INTEGER NOT NULL DEFAULT 0,
+            stale_pages INTEGER NOT NULL DEFAULT 0,
+            events_seen INTEGER NOT NULL DEFAULT 0,
+            events_new INTEGER NOT NULL DEFAULT 0,     -- changes the pushes had missed
+            error_code TEXT,
+            error TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX reconcile_runs_shop ON reconcile_runs(shop, id)")

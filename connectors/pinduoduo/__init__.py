@@ -1,0 +1,1 @@
+"""Pinduoduo. The API client lives in `connectors.pinduoduo.api`."""

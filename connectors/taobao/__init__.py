@@ -1,0 +1,1 @@
+"""Taobao / Tmall (TOP). The API client lives in `connectors.taobao.api`."""

@@ -1,0 +1,236 @@
+"""Reconciliation: the safety net under the pushes.
+
+Per shop whose platform has an API client, every `options.reconcile_seconds` (default
+60) pull the orders changed since the shop's watermark minus an overlap
+(`options.reconcile_overlap_seconds`, default 300), and feed every page of the answer
+into the SAME pipeline as a push: the page's bytes are recorded as a request (channel
+`reconcile`, source `reconcile`), its events are deduped on their content key against
+everything the pushes already delivered. An event that is new here is a change the
+pushes missed; it is counted (`orderhook_reconcile_events{result="new"}`) and kept
+with `source = 'reconcile'`.
+
+The watermark only moves after a window was pulled completely from the live platform
+(not from the last-good cache), so a failed or degraded run is repeated next time.
+Pages without events are counted in the run's row but not recorded as requests
+(a quiet shop would otherwise store one empty poll a minute).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+import connectors
+from connectors.apiclient import Page
+from connectors.base import ApiError, Reply
+from hub.model import iso_utc, utcnow
+from hub.store import IngestJob, RequestRecord, Store, reconcile_sql
+
+if TYPE_CHECKING:
+    from hub.metrics import Metrics
+    from hub.runtime import Hub
+    from hub.settings import Shop
+
+log = logging.getLogger("orderhook.reconcile")
+
+DEFAULT_INTERVAL = 60.0
+DEFAULT_OVERLAP = 300.0
+DEFAULT_LOOKBACK = 3600.0
+NO_REPLY = Reply(200, b"")  # a poll answers nobody
+
+
+@dataclass
+class RunResult:
+    shop: str
+    platform: str
+    start: datetime
+    end: datetime
+    run_id: int = 0
+    outcome: str = "running"  # ok | stale | failed
+    pages: int = 0
+    stale_pages: int = 0
+    seen: int = 0
+    new: int = 0
+    new_by_kind: Counter[str] = field(default_factory=Counter)
+    request_ids: list[int] = field(default_factory=list)
+    missed: list[dict[str, Any]] = field(default_factory=list)  # the new events
+    error_code: str | None = None
+    error: str | None = None
+
+    @property
+    def duplicates(self) -> int:
+        return self.seen - self.new
+
+
+Progress = Callable[[Page, RunResult], None]
+
+
+def option_seconds(shop: Shop, key: str, default: float) -> float:
+    value = shop.options.get(key, default)
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"shops.{shop.name}.options.{key}: {value!r} is not a number") from None
+    if seconds <= 0:
+        raise ValueError(f"shops.{shop.name}.options.{key}: must be > 0")
+    return seconds
+
+
+def has_api(shop: Shop) -> bool:
+    """Does this shop's platform have an API client, and is reconciliation wanted?"""
+    if shop.options.get("reconcile") is False or not shop.app_key:
+        return False
+    try:
+        __import__(f"connectors.{shop.platform}.api")
+    except ModuleNotFoundError:
+        return False
+    return True
+
+
+def page_record(shop: Shop, page: Page) -> RequestRecord:
+    headers = [("x-orderhook-api-method", page.method)]
+    if page.window:
+        headers.append(
+            ("x-orderhook-window", f"{iso_utc(page.window[0])}/{iso_utc(page.window[1])}")
+        )
+    if page.stale:
+        headers.append(("x-orderhook-stale", "last-good answer served while the circuit is open"))
+    return RequestRecord(
+        received_at=iso_utc(utcnow()),
+        method="POST",
+        path=f"/reconcile/{shop.platform}/{shop.name}",
+        query=urlencode({k: str(v) for k, v in page.params.items()}),
+        headers=headers,
+        body=page.raw,
+        peer=None,
+        platform=shop.platform,
+        shop=shop.name,
+        channel="reconcile",
+        source="reconcile",
+    )
+
+
+async def reconcile_shop(
+    store: Store,
+    shop: Shop,
+    start: datetime,
+    end: datetime,
+    *,
+    client: Any = None,
+    trigger: str = "schedule",
+    metrics: Metrics | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Pull [start, end) for one shop, feed it through the pipeline, log the run."""
+    result = RunResult(shop.name, shop.platform, start, end)
+    result.run_id = await store.write(
+        reconcile_sql.start_run, shop.name, shop.platform, trigger, start, end
+    )
+    own_client = client is None
+    try:
+        if client is None:
+            client = connectors.api_client(shop)
+        async for page in client.changed_pages(start, end):
+            result.pages += 1
+            result.stale_pages += int(page.stale)
+            if page.events:
+                ingested = await store.ingest(
+                    IngestJob(page_record(shop, page), page.events, NO_REPLY)
+                )
+                result.request_ids.append(ingested.request_id)
+                result.seen += len(page.events)
+                result.new += len(ingested.new_event_ids)
+            if progress is not None:
+                progress(page, result)
+        result.outcome = "stale" if result.stale_pages else "ok"
+    except ApiError as exc:
+        result.outcome, result.error_code, result.error = "failed", exc.code, exc.message
+    except Exception as exc:  # a bug or a malformed answer: log the run as failed, keep going
+        log.exception("reconcile %s failed", shop.name)
+        result.outcome, result.error_code = "failed", "internal_error"
+        result.error = f"{type(exc).__name__}: {exc}"[:500]
+    finally:
+        if own_client and client is not None:
+            await client.aclose()
+    result.missed = await store.write(_finish, result)
+    result.new_by_kind = Counter(e["kind"] for e in result.missed)
+    if metrics is not None:
+        metrics.reconcile_runs.labels(shop.platform, shop.name, result.outcome).inc()
+        metrics.reconcile_events.labels(shop.platform, shop.name, "new").inc(result.new)
+        metrics.reconcile_events.labels(shop.platform, shop.name, "duplicate").inc(
+            result.duplicates
+        )
+    if result.new:
+        log.warning(
+            "reconcile %s: %d change(s) the pushes had missed (%s)",
+            shop.name,
+            result.new,
+            ", ".join(f"{k} {n}" for k, n in sorted(result.new_by_kind.items())),
+        )
+    return result
+
+
+def _finish(conn: Any, result: RunResult) -> list[dict[str, Any]]:
+    reconcile_sql.finish_run(
+        conn,
+        result.run_id,
+        outcome=result.outcome,
+        pages=result.pages,
+        stale_pages=result.stale_pages,
+        events_seen=result.seen,
+        events_new=result.new,
+        error_code=result.error_code,
+        error=result.error,
+    )
+    if result.outcome == "ok":
+        reconcile_sql.advance(
+            conn, result.shop, result.platform, result.run_id, result.start, result.end
+        )
+    # a reconcile request holds only the events it inserted: exactly what pushes missed
+    return reconcile_sql.missed_events(conn, result.request_ids)
+
+
+def next_window(shop: Shop, mark: datetime | None, now: datetime) -> tuple[datetime, datetime]:
+    if mark is None:
+        lookback = option_seconds(shop, "reconcile_lookback_seconds", DEFAULT_LOOKBACK)
+        return now - timedelta(seconds=lookback), now
+    overlap = option_seconds(shop, "reconcile_overlap_seconds", DEFAULT_OVERLAP)
+    return min(mark, now) - timedelta(seconds=overlap), now
+
+
+async def _shop_loop(hub: Hub, shop: Shop) -> None:
+    interval = option_seconds(shop, "reconcile_seconds", DEFAULT_INTERVAL)
+    while True:
+        try:
+            mark = await hub.store.read(reconcile_sql.watermark, shop.name)
+            start, end = next_window(shop, mark, utcnow())
+            await reconcile_shop(hub.store, shop, start, end, metrics=hub.metrics)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("reconcile loop for %s failed; next try in %.0f s", shop.name, interval)
+        await asyncio.sleep(interval)
+
+
+async def run(hub: Hub) -> None:
+    """The service: one loop per shop with an API client."""
+    shops = [shop for shop in hub.settings.shops.values() if has_api(shop)]
+    if not shops:
+        return
+    tasks = [
+        asyncio.create_task(_shop_loop(hub, shop), name=f"reconcile:{shop.name}") for shop in shops
+    ]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.gather(*tasks, return_exceptions=True)

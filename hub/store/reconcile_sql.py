@@ -1,0 +1,101 @@
+"""SQL of reconciliation: per-shop watermarks and the log of runs."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+from typing import Any
+
+from hub.model import iso_utc, parse_iso, utcnow
+
+
+def watermark(conn: sqlite3.Connection, shop: str) -> datetime | None:
+    row = conn.execute("SELECT watermark FROM reconcile_state WHERE shop = ?", (shop,)).fetchone()
+    return parse_iso(row[0]) if row and row[0] else None
+
+
+def start_run(
+    conn: sqlite3.Connection,
+    shop: str,
+    platform: str,
+    trigger: str,
+    start: datetime,
+    end: datetime,
+) -> int:
+    cur = conn.execute(
+        "INSERT INTO reconcile_runs (shop, platform, trigger, window_start, window_end, "
+        "started_at) VALUES (?,?,?,?,?,?)",
+        (shop, platform, trigger, iso_utc(start), iso_utc(end), iso_utc(utcnow())),
+    )
+    return int(cur.lastrowid or 0)
+
+
+def finish_run(
+    conn: sqlite3.Connection,
+    run_id: int,
+    *,
+    outcome: str,
+    pages: int,
+    stale_pages: int,
+    events_seen: int,
+    events_new: int,
+    error_code: str | None = None,
+    error: str | None = None,
+) -> None:
+    conn.execute(
+        "UPDATE reconcile_runs SET finished_at = ?, outcome = ?, pages = ?, stale_pages = ?, "
+        "events_seen = ?, events_new = ?, error_code = ?, error = ? WHERE id = ?",
+        (
+            iso_utc(utcnow()),
+            outcome,
+            pages,
+            stale_pages,
+            events_seen,
+            events_new,
+            error_code,
+            error,
+            run_id,
+        ),
+    )
+
+
+def advance(
+    conn: sqlite3.Connection, shop: str, platform: str, run_id: int, start: datetime, end: datetime
+) -> bool:
+    """Move the shop's watermark to `end` when [start, end) joins what was pulled before
+    (a manual run for a later, detached window must not hide the gap before it)."""
+    current = watermark(conn, shop)
+    if current is not None and (start > current or end <= current):
+        return False
+    conn.execute(
+        "INSERT INTO reconcile_state (shop, platform, watermark, last_run_id, updated_at) "
+        "VALUES (?,?,?,?,?) ON CONFLICT(shop) DO UPDATE SET watermark = excluded.watermark, "
+        "platform = excluded.platform, last_run_id = excluded.last_run_id, "
+        "updated_at = excluded.updated_at",
+        (shop, platform, iso_utc(end), run_id, iso_utc(utcnow())),
+    )
+    return True
+
+
+def runs(
+    conn: sqlite3.Connection, shop: str | None = None, limit: int = 20
+) -> list[dict[str, Any]]:
+    where, args = ("WHERE shop = ?", (shop,)) if shop else ("", ())
+    cur = conn.execute(
+        f"SELECT * FROM reconcile_runs {where} ORDER BY id DESC LIMIT ?", (*args, limit)
+    )
+    names = [c[0] for c in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def missed_events(conn: sqlite3.Connection, request_ids: list[int]) -> list[dict[str, Any]]:
+    """The events a reconcile run created (what the pushes had missed)."""
+    if not request_ids:
+        return []
+    marks = ",".join("?" * len(request_ids))
+    cur = conn.execute(
+        f"SELECT order_id, kind, occurred_at FROM events WHERE source = 'reconcile' "
+        f"AND request_id IN ({marks}) ORDER BY id",
+        request_ids,
+    )
+    return [{"order_id": r[0], "kind": r[1], "occurred_at": r[2]} for r in cur.fetchall()]

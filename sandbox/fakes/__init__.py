@@ -1,0 +1,1 @@
+"""Local fakes of the platforms (channels, APIs) for tests and the sandbox."""
