@@ -273,6 +273,9 @@ def runtime_for(platform: str, shop: Shop | None = None) -> PlatformRuntime:
 
 
 def runtimes() -> list[PlatformRuntime]:
+    """The live runtimes (closed ones, from finished loops or clients, are dropped)."""
+    for key in [k for k, r in _RUNTIMES.items() if r.http.is_closed]:
+        _RUNTIMES.pop(key, None)
     return list(_RUNTIMES.values())
 
 
