@@ -38,6 +38,7 @@ import logging
 import math
 import os
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -254,38 +255,36 @@ class PlatformRuntime:
         await self.http.aclose()
 
 
-_RUNTIMES: dict[tuple[str, int], PlatformRuntime] = {}
+# loop -> platform -> runtime; a loop that is gone takes its runtimes with it
+_RUNTIMES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, PlatformRuntime]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def runtime_for(platform: str, shop: Shop | None = None) -> PlatformRuntime:
     """The shared runtime of a platform in the running loop (created on first use, with
     limits from the first shop's options: `api_rate`, `api_burst`,
-    `api_breaker_failures`, `api_breaker_reset_seconds`)."""
-    loop = id(asyncio.get_running_loop())
-    found = _RUNTIMES.get((platform, loop))
+    `api_breaker_failures`, `api_breaker_reset_seconds`, `api_timeout_seconds`)."""
+    per_loop = _RUNTIMES.setdefault(asyncio.get_running_loop(), {})
+    found = per_loop.get(platform)
     if found is None or found.http.is_closed:
-        # forget runtimes of loops that are gone (tests, CLI runs)
-        for key in [k for k in _RUNTIMES if k[0] == platform and k[1] != loop]:
-            _RUNTIMES.pop(key, None)
-        found = PlatformRuntime(platform, **limits_from(shop))
-        _RUNTIMES[(platform, loop)] = found
+        found = per_loop[platform] = PlatformRuntime(platform, **limits_from(shop))
     return found
 
 
 def runtimes() -> list[PlatformRuntime]:
-    """The live runtimes (closed ones, from finished loops or clients, are dropped)."""
-    for key in [k for k, r in _RUNTIMES.items() if r.http.is_closed]:
-        _RUNTIMES.pop(key, None)
-    return list(_RUNTIMES.values())
+    """The live runtimes of every loop (closed ones are left out)."""
+    return [
+        r
+        for per_loop in list(_RUNTIMES.values())
+        for r in per_loop.values()
+        if not r.http.is_closed
+    ]
 
 
 def register(runtime: PlatformRuntime) -> None:
-    """Make a runtime built by hand (tests, an injected transport) visible in /metrics."""
-    try:
-        loop = id(asyncio.get_running_loop())
-    except RuntimeError:
-        loop = 0
-    _RUNTIMES[(runtime.platform, loop)] = runtime
+    """Make a runtime built by hand (an injected transport) visible in /metrics."""
+    _RUNTIMES.setdefault(asyncio.get_running_loop(), {})[runtime.platform] = runtime
 
 
 def limits_from(shop: Shop | None) -> dict[str, Any]:

@@ -11,13 +11,13 @@ from typing import Any
 import httpx
 import pytest
 import respx
+from conftest import serve_app
 
 import connectors
 from connectors.base import AuthExpired, InvalidParameter, PlatformBusy, RateLimited
 from hub.model import Kind
 from hub.settings import Shop
 from sandbox.fakes.platform_api import App, FakeOrder, FakePlatformApi
-from conftest import serve_app
 
 pytestmark = pytest.mark.anyio
 
@@ -72,8 +72,8 @@ ERRORS = [
     # Pinduoduo: error_response{error_code, error_msg, sub_code, sub_msg}
     ("pinduoduo", 200, {"error_response": {"error_code": 10019, "error_msg": "access_token已过期"}},
      AuthExpired, "10019"),
-    ("pinduoduo", 200, {"error_response": {"error_code": 50001, "error_msg": "时间跨度不能超过24小时",
-     "sub_code": None}}, InvalidParameter, "50001"),
+    ("pinduoduo", 200, {"error_response": {"error_code": 50001,
+     "error_msg": "时间跨度不能超过24小时", "sub_code": None}}, InvalidParameter, "50001"),
     ("pinduoduo", 429, {"error_response": {"error_code": 0, "error_msg": "too many"}},
      RateLimited, "0"),
 ]  # fmt: skip
@@ -152,7 +152,9 @@ async def test_ship_reaches_the_platform_signed(
     ]  # fmt: skip
 
 
-async def test_ship_of_unknown_order_is_invalid_parameter(fake: tuple[FakePlatformApi, str]) -> None:
+async def test_ship_of_unknown_order_is_invalid_parameter(
+    fake: tuple[FakePlatformApi, str],
+) -> None:
     _api, url = fake
     client = connectors.api_client(make_shop("taobao", url))
     with pytest.raises(InvalidParameter, match="not_shipped"):
@@ -180,10 +182,16 @@ async def test_changed_orders_pages_every_window(
     for i in range(230):
         created = start + timedelta(seconds=10 * i)
         api.add_order(
-            FakeOrder(platform, f"{9_100_000_000_000_000_000 + i}", "paid", created,
-                      paid=created + timedelta(seconds=5), updated=created + timedelta(seconds=5),
-                      amount=Decimal("19.90"))
-        )  # fmt: skip
+            FakeOrder(
+                platform,
+                f"{9_100_000_000_000_000_000 + i}",
+                "paid",
+                created,
+                paid=created + timedelta(seconds=5),
+                updated=created + timedelta(seconds=5),
+                amount=Decimal("19.90"),
+            )
+        )
     client = connectors.api_client(make_shop(platform, url))
     try:
         events = [e async for e in client.changed_orders(start, start + timedelta(hours=2))]

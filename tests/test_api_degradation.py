@@ -105,8 +105,16 @@ async def test_open_breaker_serves_reads_from_last_good_and_fails_writes_fast(
 ) -> None:
     api, url = fake
     now = datetime.now(UTC).replace(microsecond=0)
-    api.add_order(FakeOrder("jd", "300001", "paid", now - timedelta(minutes=5),
-                            paid=now - timedelta(minutes=4), updated=now - timedelta(minutes=4)))  # fmt: skip
+    api.add_order(
+        FakeOrder(
+            "jd",
+            "300001",
+            "paid",
+            now - timedelta(minutes=5),
+            paid=now - timedelta(minutes=4),
+            updated=now - timedelta(minutes=4),
+        )
+    )
     client = connectors.api_client(jd_shop(url), transport=httpx.AsyncHTTPTransport())
     window = (now - timedelta(minutes=10), now)
     first = [p async for p in client.changed_pages(*window)]

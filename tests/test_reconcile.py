@@ -1,0 +1,280 @@
+"""Reconciliation end to end against the local platform fake on 127.0.0.1: a missed
+push is created once, a pushed change is found as a duplicate, the watermark only
+moves on complete pulls, and the scheduled service runs by itself."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from conftest import serve_app
+
+from connectors.base import Reply
+from hub import reconcile
+from hub.model import Kind, OrderEvent, iso_utc, utcnow
+from hub.runtime import Hub
+from hub.settings import Settings, Shop
+from hub.settings import load as load_settings
+from hub.store import IngestJob, RequestRecord, Store, reconcile_sql
+from sandbox.fakes.platform_api import App, FakeOrder, FakePlatformApi
+
+pytestmark = pytest.mark.anyio
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture
+def fake() -> Iterator[tuple[FakePlatformApi, str]]:
+    api = FakePlatformApi([App("jd", "jd-key", "jd-secret"), App("douyin", "dy-key", "dy-secret")])
+    with serve_app(api.app) as url:
+        yield api, url
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> Store:
+    s = Store(tmp_path / "hub.db")
+    await s.start()
+    yield s  # type: ignore[misc]
+    await s.stop()
+
+
+def shop(platform: str, url: str, **options: object) -> Shop:
+    key, secret = {"jd": ("jd-key", "jd-secret"), "douyin": ("dy-key", "dy-secret")}[platform]
+    return Shop(
+        f"acme-{platform}",
+        platform,
+        secret,
+        app_key=key,
+        api_base=url,
+        options={"access_token": "tok", **options},
+    )
+
+
+def rows(store: Store, sql: str, *args: object) -> list[tuple]:
+    return store.run(lambda conn: conn.execute(sql, args).fetchall())
+
+
+async def test_missed_push_is_created_once_and_recorded(
+    fake: tuple[FakePlatformApi, str], store: Store
+) -> None:
+    api, url = fake
+    api.add_order(
+        FakeOrder(
+            "jd",
+            "28000000001",
+            "paid",
+            NOW - timedelta(minutes=9),
+            paid=NOW - timedelta(minutes=8),
+            updated=NOW - timedelta(minutes=8),
+        )
+    )
+    jd = shop("jd", url)
+    window = (NOW - timedelta(minutes=30), NOW)
+
+    first = await reconcile.reconcile_shop(store, jd, *window)
+    assert first.outcome == "ok" and first.new == 2 and first.duplicates == 0
+    assert first.new_by_kind == {"created": 1, "paid": 1}
+
+    events = rows(store, "SELECT kind, source, order_id, occurred_at FROM events ORDER BY id")
+    assert events == [
+        ("created", "reconcile", "28000000001", iso_utc(NOW - timedelta(minutes=9))),
+        ("paid", "reconcile", "28000000001", iso_utc(NOW - timedelta(minutes=8))),
+    ]
+    # the platform's answer is recorded byte for byte, like a push
+    (channel, source, body, outcome) = rows(
+        store, "SELECT channel, source, body, outcome FROM requests"
+    )[0]
+    assert (channel, source, outcome) == ("reconcile", "reconcile", "accepted")
+    answer = json.loads(body)
+    assert answer["jingdong_pop_order_search_responce"]["searchorderinfo_result"]["orderTotal"] == 1
+
+    # the next run sees the same order again: nothing new, the page is a duplicate
+    second = await reconcile.reconcile_shop(store, jd, *window)
+    assert second.new == 0 and second.duplicates == 2
+    assert rows(store, "SELECT count(*) FROM events") == [(2,)]
+    assert rows(store, "SELECT outcome, reason FROM requests ORDER BY id")[-1] == (
+        "duplicate",
+        "duplicate",
+    )
+
+
+async def test_change_the_push_delivered_is_a_duplicate(
+    fake: tuple[FakePlatformApi, str], store: Store
+) -> None:
+    api, url = fake
+    created, paid = NOW - timedelta(minutes=20), NOW - timedelta(minutes=19)
+    api.add_order(
+        FakeOrder("douyin", "6920000000000000001", "paid", created, paid=paid, updated=paid)
+    )
+    # the paid push arrived (as a push connector records it: its message id, the pay
+    # time from the message, the default content dedupe key); the created push was lost
+    pushed = OrderEvent(
+        "douyin",
+        "acme-douyin",
+        Kind.PAID,
+        "6920000000000000001",
+        paid,
+        "101",
+        message_id="msg-1",
+        payload={"tag": "101"},
+    )
+    record = RequestRecord(
+        iso_utc(utcnow()),
+        "POST",
+        "/webhooks/douyin/acme-douyin",
+        "",
+        [],
+        b"[]",
+        None,
+        "douyin",
+        "acme-douyin",
+    )
+    await store.ingest(IngestJob(record, [pushed], Reply(200, b"{}")))
+
+    result = await reconcile.reconcile_shop(
+        store, shop("douyin", url), NOW - timedelta(hours=1), NOW
+    )
+    assert result.seen == 2 and result.duplicates == 1
+    assert result.new_by_kind == {"created": 1}  # only what the pushes missed
+    assert rows(store, "SELECT kind, source FROM events ORDER BY id") == [
+        ("paid", "push"),
+        ("created", "reconcile"),
+    ]
+
+
+async def test_watermark_moves_only_on_complete_live_pulls(
+    fake: tuple[FakePlatformApi, str], store: Store
+) -> None:
+    api, url = fake
+    jd = shop("jd", url, api_breaker_failures=1)
+    start, end = NOW - timedelta(minutes=10), NOW
+    assert (await reconcile.reconcile_shop(store, jd, start, end)).outcome == "ok"
+    assert store.run(reconcile_sql.watermark, "acme-jd") == end
+
+    api.fail(1, "http_500")
+    later = await reconcile.reconcile_shop(
+        store, jd, end - timedelta(minutes=5), end + timedelta(minutes=5)
+    )
+    assert later.outcome == "failed" and later.error_code == "http_500"
+    assert store.run(reconcile_sql.watermark, "acme-jd") == end  # not moved
+    runs = store.run(reconcile_sql.runs, "acme-jd")
+    assert [r["outcome"] for r in runs] == ["failed", "ok"]
+    assert runs[0]["error_code"] == "http_500"
+
+    # the same window again while the circuit is open: no last good answer exists for
+    # that query, so the run fails fast and the watermark stays
+    again = await reconcile.reconcile_shop(
+        store, jd, end - timedelta(minutes=5), end + timedelta(minutes=5)
+    )
+    assert again.outcome == "failed" and again.error_code == "circuit_open"
+
+
+def test_advance_refuses_a_detached_window(tmp_path: Path) -> None:
+    store = Store(tmp_path / "w.db")
+    t0 = datetime(2026, 11, 11, tzinfo=UTC)
+    assert store.run(reconcile_sql.advance, "s", "jd", 1, t0, t0 + timedelta(hours=1))
+    # a manual pull of a later window must not hide the gap before it
+    assert not store.run(
+        reconcile_sql.advance, "s", "jd", 2, t0 + timedelta(hours=2), t0 + timedelta(hours=3)
+    )
+    assert store.run(reconcile_sql.watermark, "s") == t0 + timedelta(hours=1)
+    # an overlapping one extends it
+    assert store.run(
+        reconcile_sql.advance, "s", "jd", 3, t0 + timedelta(minutes=55), t0 + timedelta(hours=2)
+    )
+    assert store.run(reconcile_sql.watermark, "s") == t0 + timedelta(hours=2)
+
+
+def test_next_window_overlaps_the_watermark() -> None:
+    s = Shop("s", "jd", "x", app_key="k", options={"reconcile_overlap_seconds": 120})
+    mark = datetime(2026, 11, 11, 1, 0, tzinfo=UTC)
+    now = mark + timedelta(minutes=1)
+    assert reconcile.next_window(s, mark, now) == (mark - timedelta(minutes=2), now)
+    first = reconcile.next_window(s, None, now)
+    assert first == (now - timedelta(hours=1), now)  # default lookback on the first run
+
+
+async def test_service_pulls_jd_on_schedule_and_counts_missed(
+    fake: tuple[FakePlatformApi, str], write_config: Callable[[str], Path]
+) -> None:
+    api, url = fake
+    api.add_order(
+        FakeOrder(
+            "jd",
+            "28000000077",
+            "shipped",
+            NOW - timedelta(minutes=30),
+            paid=NOW - timedelta(minutes=29),
+            shipped=NOW - timedelta(minutes=2),
+            updated=NOW - timedelta(minutes=2),
+        )
+    )
+    settings: Settings = load_settings(
+        write_config(
+            f"""
+[shops.acme-jd]
+platform = "jd"
+secret = "jd-secret"
+app_key = "jd-key"
+api_base = "{url}"
+
+[shops.acme-jd.options]
+access_token = "tok"
+reconcile_seconds = 0.2
+"""
+        ),
+        env={},
+    )
+    hub = Hub(settings)
+    async with hub.running():
+        for _ in range(200):
+            done = await hub.store.read(
+                lambda c: c.execute(
+                    "SELECT count(*) FROM reconcile_runs WHERE outcome='ok'"
+                ).fetchone()[0]
+            )
+            if done >= 2:
+                break
+            await asyncio.sleep(0.05)
+        kinds = await hub.store.read(
+            lambda c: c.execute("SELECT kind FROM events ORDER BY id").fetchall()
+        )
+        metrics = hub.metrics.render().decode()
+    assert done >= 2
+    assert [k for (k,) in kinds] == ["created", "paid", "shipped"]
+    assert (
+        'orderhook_reconcile_events_total{platform="jd",result="new",shop="acme-jd"} 3.0' in metrics
+    )
+    # the order itself moved to shipped through the normal post-commit stage
+    status = Store(settings.db).run(
+        lambda c: c.execute("SELECT status FROM orders WHERE order_id='28000000077'").fetchone()
+    )
+    assert status == ("shipped",)
+
+
+async def test_jd_push_is_refused_with_a_clear_reason(
+    write_config: Callable[[str], Path],
+) -> None:
+    import httpx
+
+    from hub.app import create_app
+
+    settings = load_settings(
+        write_config('[shops.acme-jd]\nplatform = "jd"\nsecret = "s"\napp_key = "k"\n'), env={}
+    )
+    hub = Hub(settings)
+    async with hub.running():
+        transport = httpx.ASGITransport(app=create_app(hub, lifespan=False))
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub") as http:
+            response = await http.post("/webhooks/jd/acme-jd", content=b"{}")
+    assert response.status_code == 404
+    assert response.json()["error"]["reason"] == "push_not_supported"
+    assert "jingdong.pop.order.search" in response.json()["error"]["detail"]
+    recorded = Store(settings.db).run(
+        lambda c: c.execute("SELECT outcome, reason FROM requests").fetchall()
+    )
+    assert recorded == [("rejected", "push_not_supported")]
