@@ -381,6 +381,8 @@ class BaseClient:
     # longest window the incremental query accepts (platform rule), and page size
     max_window: ClassVar[timedelta] = timedelta(hours=1)
     page_size: ClassVar[int] = 100
+    # page numbers typed String in the platform's doc are sent as JSON strings
+    page_as_text: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -463,15 +465,19 @@ class BaseClient:
         """Every page of one window: the first answer gives the total, then each page in
         turn (`backwards`: last page first, as Taobao and Pinduoduo ask, so orders that
         change while we page are not skipped)."""
+
+        def numbered(number: int) -> dict[str, Any]:
+            return {**params, page_key: str(number) if self.page_as_text else number}
+
         if first is None:
-            first = await self.call(method, {**params, page_key: first_page}, read=True)
+            first = await self.call(method, numbered(first_page), read=True)
         count = max(1, math.ceil(int(total(first.body) or 0) / self.page_size))
         numbers = range(first_page, first_page + count)
         for number in reversed(numbers) if backwards else numbers:
             answer = (
                 first
                 if number == first_page
-                else await self.call(method, {**params, page_key: number}, read=True)
+                else await self.call(method, numbered(number), read=True)
             )
             events = [e for row in rows(answer.body) or [] for e in self.events(row)]
             yield answer.page(events, window)

@@ -98,6 +98,7 @@ class Client(BaseClient):
     page_size: ClassVar[int] = 100
     sign_methods: ClassVar[tuple[str, ...]] = ("md5", "hmacmd5", "hmacsha256")
     max_pages: ClassVar[int] = 10
+    page_as_text: ClassVar[bool] = True  # `page`, `page_size` are String in the API doc
 
     def build_request(self, method: str, params: dict[str, Any]) -> httpx.Request:
         system = {
@@ -164,9 +165,9 @@ class Client(BaseClient):
                 "optional_fields": FIELDS,
                 "dateType": 0,  # by modified time (status and waybill changes)
                 "sortType": 0,
-                "page_size": self.page_size,
+                "page_size": str(self.page_size),
             }
-            first = await self.call(SEARCH, {**params, "page": 1}, read=True)
+            first = await self.call(SEARCH, {**params, "page": "1"}, read=True)
             total = int(_search(first.body).get("orderTotal") or 0)
             pages = max(1, math.ceil(total / self.page_size))
             if pages > self.max_pages and hi - lo > timedelta(minutes=1):
