@@ -455,7 +455,7 @@ class BaseClient:
         params: dict[str, Any],
         window: tuple[datetime, datetime],
         *,
-        rows: Callable[[Any], list[dict[str, Any]]],
+        rows: Callable[[Any], Any],  # the page's order rows (None when absent)
         total: Callable[[Any], Any],
         page_key: str = "page",
         first_page: int = 1,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import re
 from datetime import datetime, timedelta
@@ -89,7 +90,7 @@ async def _run(
     await store.start()
     try:
         with click.progressbar(
-            length=total, label=f"{shop.name}: pulling", file=None if not quiet else _Null()
+            length=total, label=f"{shop.name}: pulling", file=io.StringIO() if quiet else None
         ) as bar:
             done = 0
 
@@ -109,17 +110,6 @@ async def _run(
             )
     finally:
         await store.stop()
-
-
-class _Null:
-    def write(self, _text: str) -> int:
-        return 0
-
-    def flush(self) -> None:
-        pass
-
-    def isatty(self) -> bool:
-        return False
 
 
 def _summary(result: reconcile_mod.RunResult) -> dict[str, Any]:
