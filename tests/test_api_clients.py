@@ -3,6 +3,7 @@ and the incremental query against the local fake on a real loopback server."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -208,3 +209,73 @@ async def test_changed_orders_pages_every_window(
     # Taobao: one 1-day window of 3 pages; the others: four 30-minute windows of
     # 2, 1, 1 (empty) and 1 (empty) pages
     assert len(api.calls) == (3 if platform == "taobao" else 5)
+
+
+# --- state -> canonical events, per platform (the table in docs/connectors/api-clients.md)
+
+T0 = datetime(2026, 11, 11, 0, 0, tzinfo=UTC)
+CREATED, PAID, SHIPPED, CLOSED = (T0 + timedelta(minutes=m) for m in (0, 1, 5, 9))
+
+EXPECTED_KINDS = {
+    # (platform, state): kinds with their times, in order
+    ("taobao", "created"): [("created", CREATED)],
+    ("taobao", "paid"): [("created", CREATED), ("paid", PAID)],
+    ("taobao", "shipped"): [("created", CREATED), ("paid", PAID), ("shipped", SHIPPED)],
+    ("taobao", "cancelled"): [("created", CREATED), ("cancelled", CLOSED)],
+    ("taobao", "refunded"): [("created", CREATED), ("paid", PAID), ("refunded", CLOSED)],
+    ("jd", "paid"): [("created", CREATED), ("paid", PAID)],
+    ("jd", "shipped"): [("created", CREATED), ("paid", PAID), ("shipped", CLOSED)],
+    ("jd", "cancelled"): [("created", CREATED), ("cancelled", CLOSED)],
+    ("douyin", "created"): [("created", CREATED)],
+    ("douyin", "paid"): [("created", CREATED), ("paid", PAID)],
+    ("douyin", "shipped"): [("created", CREATED), ("paid", PAID), ("shipped", SHIPPED)],
+    ("douyin", "cancelled"): [("created", CREATED), ("cancelled", CLOSED)],
+    ("pinduoduo", "created"): [("created", CREATED)],
+    ("pinduoduo", "paid"): [("created", CREATED), ("paid", PAID)],
+    ("pinduoduo", "shipped"): [("created", CREATED), ("paid", PAID), ("shipped", SHIPPED)],
+    ("pinduoduo", "cancelled"): [("created", CREATED), ("cancelled", CLOSED)],
+    ("pinduoduo", "refunded"): [("created", CREATED), ("paid", PAID), ("refunded", CLOSED)],
+}
+
+
+@pytest.mark.parametrize(("platform", "state"), sorted(EXPECTED_KINDS))
+async def test_order_state_maps_to_canonical_events(
+    platform: str, state: str, fake: tuple[FakePlatformApi, str]
+) -> None:
+    api, url = fake
+    paid = PAID if state not in ("created", "cancelled") else None
+    shipped = SHIPPED if state == "shipped" else None
+    closed = CLOSED if state in ("cancelled", "refunded") else None
+    order = FakeOrder(platform, "5000000000000000001", state, CREATED, paid=paid,
+                      shipped=shipped, closed=closed, updated=CLOSED)  # fmt: skip
+    api.add_order(order)
+    client = connectors.api_client(make_shop(platform, url))
+    try:
+        events = [e async for e in client.changed_orders(T0, T0 + timedelta(minutes=30))]
+    finally:
+        await client.aclose()
+    assert [(e.kind.value, e.occurred_at) for e in events] == EXPECTED_KINDS[(platform, state)]
+    assert {e.order_id for e in events} == {"5000000000000000001"}
+
+
+async def test_jd_splits_a_window_instead_of_paging_deep(
+    fake: tuple[FakePlatformApi, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connectors.jd import api as jd_api
+
+    monkeypatch.setattr(jd_api.Client, "max_pages", 1)
+    api, url = fake
+    for i in range(150):  # 150 changes in 10 minutes: more than one page of 100
+        at = T0 + timedelta(seconds=4 * i)
+        api.add_order(FakeOrder("jd", f"{30_000_000 + i}", "paid", at, paid=at, updated=at))
+    client = connectors.api_client(make_shop("jd", url))
+    try:
+        events = [e async for e in client.changed_orders(T0, T0 + timedelta(minutes=30))]
+    finally:
+        await client.aclose()
+    assert len({e.order_id for e in events if e.kind is Kind.PAID}) == 150
+    assert len(events) == 300  # created + paid each, none twice
+    pages = {c["params"]["360buy_param_json"] for c in api.calls}
+    windows = {(json.loads(p)["start_date"], json.loads(p)["end_date"]) for p in pages}
+    assert len(windows) > 2  # the 30-minute window was cut smaller
+    assert all(json.loads(p)["page"] == "1" for p in pages)  # never past page 1

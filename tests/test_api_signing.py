@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from connectors.douyin import api as douyin
 from connectors.jd import api as jd
@@ -239,3 +241,32 @@ def test_pdd_request_on_the_wire() -> None:
         "typepdd.logistics.online.send" + "versionV1" + "helloworld"
     )
     assert body["sign"] == expected
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def _keys_sorted(value: object) -> bool:
+    if isinstance(value, dict):
+        keys = list(value)
+        return keys == sorted(keys) and all(_keys_sorted(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_keys_sorted(v) for v in value)
+    return True
+
+
+@given(st.dictionaries(st.text(), json_values, max_size=5))
+def test_douyin_param_json_is_canonical(params: dict[str, object]) -> None:
+    text = douyin.param_json(params)
+    decoded = json.loads(text, object_pairs_hook=dict)
+    assert decoded == params  # lossless, big ints included
+    assert _keys_sorted(decoded)  # sorted at every depth, as the text lists them
+    # non-ASCII stays raw UTF-8; only U+2028/U+2029 are escaped, as Go's encoder does
+    assert "\u2028" not in text and "\u2029" not in text
+    for ch in "".join(str(k) for k in params):
+        if ord(ch) > 127 and ch not in "\u2028\u2029":
+            assert ch in text
