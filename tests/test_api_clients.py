@@ -12,13 +12,13 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from conftest import serve_app
 
 import connectors
 from connectors.base import AuthExpired, InvalidParameter, PlatformBusy, RateLimited
 from hub.model import Kind
 from hub.settings import Shop
 from sandbox.fakes.platform_api import App, FakeOrder, FakePlatformApi
+from tests.conftest import serve_app
 
 pytestmark = pytest.mark.anyio
 

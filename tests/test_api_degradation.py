@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from conftest import serve_app
 
 import connectors
 from connectors import apiclient
@@ -17,6 +16,7 @@ from connectors.base import PlatformBusy
 from hub.runtime import Hub
 from hub.settings import Shop
 from sandbox.fakes.platform_api import App, FakeOrder, FakePlatformApi
+from tests.conftest import serve_app
 
 pytestmark = pytest.mark.anyio
 

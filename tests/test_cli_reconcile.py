@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import serve_app
 
 from hub.cli import cli
 from sandbox.fakes.platform_api import App, FakeOrder, FakePlatformApi
+from tests.conftest import serve_app
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import serve_app
 
 from connectors.base import Reply
 from hub import reconcile
@@ -21,6 +20,7 @@ from hub.settings import Settings, Shop
 from hub.settings import load as load_settings
 from hub.store import IngestJob, RequestRecord, Store, reconcile_sql
 from sandbox.fakes.platform_api import App, FakeOrder, FakePlatformApi
+from tests.conftest import serve_app
 
 pytestmark = pytest.mark.anyio
 
