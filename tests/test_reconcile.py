@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from connectors.base import Reply
 from hub import reconcile
-from hub.model import Kind, OrderEvent, iso_utc, utcnow
+from hub.model import Kind, iso_utc
 from hub.runtime import Hub
 from hub.settings import Settings, Shop
 from hub.settings import load as load_settings
-from hub.store import IngestJob, RequestRecord, Store, reconcile_sql
+from hub.store import Store, reconcile_sql
 from sandbox.fakes.platform_api import App, FakeOrder, FakePlatformApi
 from tests.conftest import serve_app
 
@@ -100,50 +99,6 @@ async def test_missed_push_is_created_once_and_recorded(
         "duplicate",
         "duplicate",
     )
-
-
-async def test_change_the_push_delivered_is_a_duplicate(
-    fake: tuple[FakePlatformApi, str], store: Store
-) -> None:
-    api, url = fake
-    created, paid = NOW - timedelta(minutes=20), NOW - timedelta(minutes=19)
-    api.add_order(
-        FakeOrder("douyin", "6920000000000000001", "paid", created, paid=paid, updated=paid)
-    )
-    # the paid push arrived (as a push connector records it: its message id, the pay
-    # time from the message, the default content dedupe key); the created push was lost
-    pushed = OrderEvent(
-        "douyin",
-        "acme-douyin",
-        Kind.PAID,
-        "6920000000000000001",
-        paid,
-        "101",
-        message_id="msg-1",
-        payload={"tag": "101"},
-    )
-    record = RequestRecord(
-        iso_utc(utcnow()),
-        "POST",
-        "/webhooks/douyin/acme-douyin",
-        "",
-        [],
-        b"[]",
-        None,
-        "douyin",
-        "acme-douyin",
-    )
-    await store.ingest(IngestJob(record, [pushed], Reply(200, b"{}")))
-
-    result = await reconcile.reconcile_shop(
-        store, shop("douyin", url), NOW - timedelta(hours=1), NOW
-    )
-    assert result.seen == 2 and result.duplicates == 1
-    assert result.new_by_kind == {"created": 1}  # only what the pushes missed
-    assert rows(store, "SELECT kind, source FROM events ORDER BY id") == [
-        ("paid", "push"),
-        ("created", "reconcile"),
-    ]
 
 
 async def test_watermark_moves_only_on_complete_live_pulls(
@@ -278,3 +233,56 @@ async def test_jd_push_is_refused_with_a_clear_reason(
         lambda c: c.execute("SELECT outcome, reason FROM requests").fetchall()
     )
     assert recorded == [("rejected", "push_not_supported")]
+
+
+async def test_real_douyin_push_then_reconcile_finds_it_duplicate(
+    fake: tuple[FakePlatformApi, str], write_config: Callable[[str], Path]
+) -> None:
+    """A signed push through the real ingest path, then the poll: only what the push
+    did not deliver is new."""
+    import httpx
+
+    import connectors
+    from hub.app import create_app
+
+    api, url = fake
+    created, paid = NOW - timedelta(minutes=20), NOW - timedelta(minutes=19)
+    order_id = "6920000000000000077"
+    api.add_order(FakeOrder("douyin", order_id, "paid", created, paid=paid, updated=paid))
+    settings = load_settings(
+        write_config(
+            f"""
+[shops.acme-douyin]
+platform = "douyin"
+secret = "dy-secret"
+app_key = "dy-key"
+api_base = "{url}"
+
+[shops.acme-douyin.options]
+access_token = "tok"
+reconcile = false
+"""
+        ),
+        env={},
+    )
+    douyin_shop = settings.shops["acme-douyin"]
+    push = connectors.get("douyin").simulate(  # type: ignore[union-attr]
+        douyin_shop, Kind.PAID, order_id, occurred_at=paid, message_id="m-paid-1"
+    )
+    hub = Hub(settings)
+    async with hub.running():
+        transport = httpx.ASGITransport(app=create_app(hub, lifespan=False))
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub") as http:
+            response = await http.post(
+                "/webhooks/douyin/acme-douyin", content=push.body, headers=push.headers
+            )
+        assert response.json() == {"code": 0, "msg": "success"}
+        result = await reconcile.reconcile_shop(
+            hub.store, douyin_shop, NOW - timedelta(hours=1), NOW, metrics=hub.metrics
+        )
+        events = await hub.store.read(
+            lambda c: c.execute("SELECT kind, source FROM events ORDER BY id").fetchall()
+        )
+    assert result.seen == 2 and result.duplicates == 1 and result.new == 1
+    assert [(e["order_id"], e["kind"]) for e in result.missed] == [(order_id, "created")]
+    assert events == [("paid", "push"), ("created", "reconcile")]
