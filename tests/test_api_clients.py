@@ -4,7 +4,6 @@ and the incremental query against the local fake on a real loopback server."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -17,12 +16,11 @@ import connectors
 from connectors.base import AuthExpired, InvalidParameter, PlatformBusy, RateLimited
 from hub.model import Kind
 from hub.settings import Shop
-from sandbox.fakes.platform_api import App, FakeOrder, FakePlatformApi
-from tests.conftest import serve_app
+from sandbox.fakes.platform_api import FakeOrder, FakePlatformApi
+from tests.platform_fake import PLATFORMS, fake_api
 
 pytestmark = pytest.mark.anyio
 
-PLATFORMS = ("taobao", "jd", "douyin", "pinduoduo")
 BASE = "http://fake.test"
 
 
@@ -37,11 +35,7 @@ def make_shop(platform: str, base: str = BASE, **options: Any) -> Shop:
     )
 
 
-@pytest.fixture
-def fake() -> Iterator[tuple[FakePlatformApi, str]]:
-    api = FakePlatformApi([App(p, f"{p}-key", f"{p}-secret") for p in PLATFORMS])
-    with serve_app(api.app) as url:
-        yield api, url
+fake = pytest.fixture(name="fake")(fake_api)
 
 
 # --- error shapes -------------------------------------------------------------------

@@ -3,7 +3,6 @@ close), last-good answers for reads while open, fail-fast writes, and /metrics."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -15,8 +14,8 @@ from connectors.apiclient import BreakerState, CircuitBreaker, TokenBucket
 from connectors.base import PlatformBusy
 from hub.runtime import Hub
 from hub.settings import Shop
-from sandbox.fakes.platform_api import App, FakeOrder, FakePlatformApi
-from tests.conftest import serve_app
+from sandbox.fakes.platform_api import FakeOrder, FakePlatformApi
+from tests.platform_fake import fake_api
 
 pytestmark = pytest.mark.anyio
 
@@ -82,11 +81,7 @@ def test_a_success_resets_the_failure_count() -> None:
     assert breaker.state is BreakerState.CLOSED
 
 
-@pytest.fixture
-def fake() -> Iterator[tuple[FakePlatformApi, str]]:
-    api = FakePlatformApi([App("jd", "jd-key", "jd-secret")])
-    with serve_app(api.app) as url:
-        yield api, url
+fake = pytest.fixture(name="fake")(fake_api)
 
 
 def jd_shop(url: str) -> Shop:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,32 +11,16 @@ import pytest
 from click.testing import CliRunner
 
 from hub.cli import cli
-from sandbox.fakes.platform_api import App, FakeOrder, FakePlatformApi
-from tests.conftest import serve_app
+from sandbox.fakes.platform_api import FakeOrder, FakePlatformApi
+from tests.platform_fake import fake_api, shop_toml
 
-
-@pytest.fixture
-def fake() -> Iterator[tuple[FakePlatformApi, str]]:
-    api = FakePlatformApi([App("jd", "jd-key", "jd-secret")])
-    with serve_app(api.app) as url:
-        yield api, url
+fake = pytest.fixture(name="fake")(fake_api)
 
 
 @pytest.fixture
 def config(fake: tuple[FakePlatformApi, str], write_config: Callable[[str], Path]) -> Path:
     _api, url = fake
-    return write_config(
-        f"""
-[shops.acme-jd]
-platform = "jd"
-secret = "jd-secret"
-app_key = "jd-key"
-api_base = "{url}"
-
-[shops.acme-jd.options]
-access_token = "tok"
-"""
-    )
+    return write_config(shop_toml("jd", url))
 
 
 def add_paid(api: FakePlatformApi, order_id: str, minutes_ago: int) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,19 +18,15 @@ from hub.runtime import Hub
 from hub.settings import Settings, Shop
 from hub.settings import load as load_settings
 from hub.store import Store, reconcile_sql
-from sandbox.fakes.platform_api import App, FakeOrder, FakePlatformApi
-from tests.conftest import serve_app
+from sandbox.fakes.platform_api import FakeOrder, FakePlatformApi
+from tests.platform_fake import fake_api, shop_toml
 
 pytestmark = pytest.mark.anyio
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-@pytest.fixture
-def fake() -> Iterator[tuple[FakePlatformApi, str]]:
-    api = FakePlatformApi([App("jd", "jd-key", "jd-secret"), App("douyin", "dy-key", "dy-secret")])
-    with serve_app(api.app) as url:
-        yield api, url
+fake = pytest.fixture(name="fake")(fake_api)
 
 
 @pytest.fixture
@@ -42,7 +38,7 @@ async def store(tmp_path: Path) -> Store:
 
 
 def shop(platform: str, url: str, **options: object) -> Shop:
-    key, secret = {"jd": ("jd-key", "jd-secret"), "douyin": ("dy-key", "dy-secret")}[platform]
+    key, secret = f"{platform}-key", f"{platform}-secret"
     return Shop(
         f"acme-{platform}",
         platform,
@@ -169,19 +165,7 @@ async def test_service_pulls_jd_on_schedule_and_counts_missed(
         )
     )
     settings: Settings = load_settings(
-        write_config(
-            f"""
-[shops.acme-jd]
-platform = "jd"
-secret = "jd-secret"
-app_key = "jd-key"
-api_base = "{url}"
-
-[shops.acme-jd.options]
-access_token = "tok"
-reconcile_seconds = 0.2
-"""
-        ),
+        write_config(shop_toml("jd", url, reconcile_seconds=0.2)),
         env={},
     )
     hub = Hub(settings)
@@ -250,19 +234,7 @@ async def test_real_douyin_push_then_reconcile_finds_it_duplicate(
     order_id = "6920000000000000077"
     api.add_order(FakeOrder("douyin", order_id, "paid", created, paid=paid, updated=paid))
     settings = load_settings(
-        write_config(
-            f"""
-[shops.acme-douyin]
-platform = "douyin"
-secret = "dy-secret"
-app_key = "dy-key"
-api_base = "{url}"
-
-[shops.acme-douyin.options]
-access_token = "tok"
-reconcile = false
-"""
-        ),
+        write_config(shop_toml("douyin", url, reconcile=False)),
         env={},
     )
     douyin_shop = settings.shops["acme-douyin"]
