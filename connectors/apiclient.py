@@ -282,25 +282,59 @@ def runtimes() -> list[PlatformRuntime]:
     ]
 
 
+def loop_runtimes() -> dict[str, PlatformRuntime]:
+    """The shared runtimes of the running loop, by platform."""
+    return dict(_RUNTIMES.get(asyncio.get_running_loop(), {}))
+
+
+async def aclose_loop() -> None:
+    """Close the shared runtimes of the running loop (at hub shutdown)."""
+    per_loop = _RUNTIMES.pop(asyncio.get_running_loop(), {})
+    for runtime in per_loop.values():
+        await runtime.aclose()
+
+
 def register(runtime: PlatformRuntime) -> None:
     """Make a runtime built by hand (an injected transport) visible in /metrics."""
     _RUNTIMES.setdefault(asyncio.get_running_loop(), {})[runtime.platform] = runtime
 
 
+LIMIT_OPTIONS = (  # shop option, PlatformRuntime argument, type
+    ("api_rate", "rate", float),
+    ("api_burst", "burst", int),
+    ("api_breaker_failures", "breaker_threshold", int),
+    ("api_breaker_reset_seconds", "breaker_reset", float),
+    ("api_timeout_seconds", "timeout", float),
+)
+
+
 def limits_from(shop: Shop | None) -> dict[str, Any]:
+    """PlatformRuntime arguments from a shop's `api_*` options; ValueError names the
+    option and what is wrong with it."""
     options = shop.options if shop is not None else {}
     limits: dict[str, Any] = {}
-    for key, name, cast in (
-        ("api_rate", "rate", float),
-        ("api_burst", "burst", int),
-        ("api_breaker_failures", "breaker_threshold", int),
-        ("api_breaker_reset_seconds", "breaker_reset", float),
-    ):
-        if key in options:
-            limits[name] = cast(options[key])
-    if "api_timeout_seconds" in options:
-        limits["timeout"] = httpx.Timeout(float(options["api_timeout_seconds"]))
+    for key, name, cast in LIMIT_OPTIONS:
+        if key not in options:
+            continue
+        value = options[key]
+        try:
+            number = cast(value)
+        except (TypeError, ValueError):
+            number = 0
+        if isinstance(value, bool) or number <= 0:
+            raise ValueError(f"options.{key}: {value!r} must be a positive number")
+        limits[name] = httpx.Timeout(number) if name == "timeout" else number
     return limits
+
+
+def check_options(shop: Shop) -> None:
+    """Validate a shop's API options at config time (ValueError with the option name)."""
+    limits_from(shop)
+    module = __import__(f"connectors.{shop.platform}.api", fromlist=["Client"])
+    methods = module.Client.sign_methods
+    method = shop.options.get("sign_method", methods[0])
+    if method not in methods:
+        raise ValueError(f"options.sign_method: {method!r} is not one of {', '.join(methods)}")
 
 
 # --- helpers the platform modules share -------------------------------------------------

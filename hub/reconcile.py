@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import connectors
+from connectors import apiclient
 from connectors.apiclient import Page
 from connectors.base import ApiError, Reply
 from hub.model import iso_utc, utcnow
@@ -77,9 +78,9 @@ def option_seconds(shop: Shop, key: str, default: float) -> float:
     try:
         seconds = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"shops.{shop.name}.options.{key}: {value!r} is not a number") from None
-    if seconds <= 0:
-        raise ValueError(f"shops.{shop.name}.options.{key}: must be > 0")
+        seconds = 0.0
+    if isinstance(value, bool) or seconds <= 0:
+        raise ValueError(f"options.{key}: {value!r} must be a positive number of seconds")
     return seconds
 
 
@@ -219,11 +220,39 @@ async def _shop_loop(hub: Hub, shop: Shop) -> None:
         await asyncio.sleep(interval)
 
 
+def check_shop(shop: Shop) -> None:
+    """The shop's reconcile and API options make sense (ValueError says which not)."""
+    apiclient.check_options(shop)
+    for key, default in (
+        ("reconcile_seconds", DEFAULT_INTERVAL),
+        ("reconcile_overlap_seconds", DEFAULT_OVERLAP),
+        ("reconcile_lookback_seconds", DEFAULT_LOOKBACK),
+    ):
+        option_seconds(shop, key, default)
+
+
 async def run(hub: Hub) -> None:
-    """The service: one loop per shop with an API client."""
-    shops = [shop for shop in hub.settings.shops.values() if has_api(shop)]
+    """The service: one loop per shop with an API client. It also owns the shared API
+    runtimes of its event loop and closes them when the hub stops."""
+    shops = []
+    for shop in hub.settings.shops.values():
+        if not has_api(shop):
+            continue
+        try:
+            check_shop(shop)
+        except ValueError as exc:
+            log.error("reconcile disabled for shop %s: %s", shop.name, exc)
+            continue
+        shops.append(shop)
+    try:
+        await _run_loops(hub, shops)
+    finally:
+        await apiclient.aclose_loop()
+
+
+async def _run_loops(hub: Hub, shops: list[Shop]) -> None:
     if not shops:
-        return
+        await asyncio.Event().wait()  # nothing to poll; stay up to close runtimes at stop
     tasks = [
         asyncio.create_task(_shop_loop(hub, shop), name=f"reconcile:{shop.name}") for shop in shops
     ]

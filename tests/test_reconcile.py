@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from connectors import apiclient
 from hub import reconcile
 from hub.model import Kind, iso_utc
 from hub.runtime import Hub
@@ -183,7 +184,10 @@ async def test_service_pulls_jd_on_schedule_and_counts_missed(
             lambda c: c.execute("SELECT kind FROM events ORDER BY id").fetchall()
         )
         metrics = hub.metrics.render().decode()
+        assert "jd" in apiclient.loop_runtimes()
     assert done >= 2
+    # the hub's stop closed the shared API client of its loop
+    assert apiclient.loop_runtimes() == {}
     assert [k for (k,) in kinds] == ["created", "paid", "shipped"]
     assert (
         'orderhook_reconcile_events_total{platform="jd",result="new",shop="acme-jd"} 3.0' in metrics
@@ -258,3 +262,28 @@ async def test_real_douyin_push_then_reconcile_finds_it_duplicate(
     assert result.seen == 2 and result.duplicates == 1 and result.new == 1
     assert [(e["order_id"], e["kind"]) for e in result.missed] == [(order_id, "created")]
     assert events == [("paid", "push"), ("created", "reconcile")]
+
+
+def test_bad_api_option_fails_the_config_with_its_line(
+    write_config: Callable[[str], Path],
+) -> None:
+    from hub.settings import ConfigError
+
+    with pytest.raises(ConfigError, match=r"orderhook.toml:\d+: .*options.api_rate: 'fast'"):
+        load_settings(write_config(shop_toml("jd", "http://x", api_rate="fast")), env={})
+    with pytest.raises(ConfigError, match=r"options\.sign_method: 'hmac-sha256' is not one of"):
+        load_settings(write_config(shop_toml("jd", "http://x", sign_method="hmac-sha256")), env={})
+
+
+async def test_shop_with_bad_reconcile_option_is_skipped_with_a_reason(
+    fake: tuple[FakePlatformApi, str],
+    write_config: Callable[[str], Path],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _api, url = fake
+    settings = load_settings(write_config(shop_toml("jd", url, reconcile_seconds=-5)), env={})
+    hub = Hub(settings)
+    async with hub.running():
+        await asyncio.sleep(0.2)
+    assert "reconcile disabled for shop acme-jd: options.reconcile_seconds: -5" in caplog.text
+    assert Store(settings.db).run(reconcile_sql.runs) == []

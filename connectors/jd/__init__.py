@@ -12,10 +12,13 @@ Daojia (京东到家), which does push, is the separate `jddj` platform.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from connectors.base import Inbound, Rejection, Reply, json_reply
 from hub.model import OrderEvent
+
+if TYPE_CHECKING:
+    from hub.settings import Shop
 
 REASON = "push_not_supported"
 DETAIL = (
@@ -38,9 +41,12 @@ class JdConnector:
         "multipart/form-data",
     )
 
-    def check_shop(self, shop: object) -> None:
-        if not getattr(shop, "app_key", None):
+    def check_shop(self, shop: Shop) -> None:
+        if not shop.app_key:
             raise ValueError("a JD shop needs app_key (the JOS app key) for API calls")
+        from connectors.apiclient import check_options
+
+        check_options(shop)
 
     def verify(self, msg: Inbound) -> None:
         raise Rejection(REASON, DETAIL, status=404)

@@ -67,6 +67,10 @@ def reconcile(
         raise click.ClickException(
             f"shop {shop!r} ({found.platform}): no API client, no app_key, or reconcile = false"
         )
+    try:
+        reconcile_mod.check_shop(found)
+    except ValueError as exc:
+        raise click.ClickException(f"shop {shop!r}: {exc}") from None
     now = utcnow()
     start = parse_when(since, now)
     end = parse_when(until, now) if until else now
