@@ -314,17 +314,22 @@ def limits_from(shop: Shop | None) -> dict[str, Any]:
     options = shop.options if shop is not None else {}
     limits: dict[str, Any] = {}
     for key, name, cast in LIMIT_OPTIONS:
-        if key not in options:
-            continue
-        value = options[key]
-        try:
-            number = cast(value)
-        except (TypeError, ValueError):
-            number = 0
-        if isinstance(value, bool) or number <= 0:
-            raise ValueError(f"options.{key}: {value!r} must be a positive number")
-        limits[name] = httpx.Timeout(number) if name == "timeout" else number
+        if key in options:
+            number = positive(options, key, cast=cast)
+            limits[name] = httpx.Timeout(number) if name == "timeout" else number
     return limits
+
+
+def positive(options: dict[str, Any], key: str, default: Any = None, cast: Any = float) -> Any:
+    """A positive number option (`cast` of it), or ValueError naming the option."""
+    value = options.get(key, default)
+    try:
+        number = cast(value)
+    except (TypeError, ValueError):
+        number = 0
+    if isinstance(value, bool) or number <= 0:
+        raise ValueError(f"options.{key}: {value!r} must be a positive number")
+    return number
 
 
 def check_options(shop: Shop) -> None:

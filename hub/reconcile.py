@@ -74,13 +74,7 @@ Progress = Callable[[Page, RunResult], None]
 
 
 def option_seconds(shop: Shop, key: str, default: float) -> float:
-    value = shop.options.get(key, default)
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        seconds = 0.0
-    if isinstance(value, bool) or seconds <= 0:
-        raise ValueError(f"options.{key}: {value!r} must be a positive number of seconds")
+    seconds: float = apiclient.positive(shop.options, key, default)
     return seconds
 
 
