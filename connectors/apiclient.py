@@ -407,6 +407,7 @@ class Page:
     events: list[OrderEvent]
     stale: bool = False
     window: tuple[datetime, datetime] | None = None  # the time window it answers
+    bad_rows: int = 0  # order rows that could not be turned into events
 
 
 # --- the base client --------------------------------------------------------------------
@@ -518,8 +519,21 @@ class BaseClient:
                 if number == first_page
                 else await self.call(method, numbered(number), read=True)
             )
-            events = [e for row in rows(answer.body) or [] for e in self.events(row)]
-            yield answer.page(events, window)
+            events: list[OrderEvent] = []
+            bad = 0
+            for row in rows(answer.body) or []:
+                try:
+                    events.extend(self.events(row))
+                except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                    # one unreadable order must not block the window; the page's bytes
+                    # are recorded with the count so a person can look
+                    log.warning(
+                        "%s %s: unreadable order row (%r): %.200s", self.platform, method, exc, row
+                    )
+                    bad += 1
+            page = answer.page(events, window)
+            page.bad_rows = bad
+            yield page
 
     async def changed_orders(self, start: datetime, end: datetime) -> AsyncIterator[OrderEvent]:
         async for page in self.changed_pages(start, end):
@@ -570,7 +584,9 @@ class BaseClient:
                 error = PlatformBusy(f"http_{status}", f"{method}: answer is not JSON", raw=raw)
             return self._failed(key, read, error)
         error_or_none = self.read_error(method, status, body)
-        if error_or_none is None and status >= 400:
+        if status == 429 and not isinstance(error_or_none, RateLimited):
+            error_or_none = RateLimited("http_429", f"{method}: HTTP 429", raw=body)
+        elif error_or_none is None and status >= 400:
             error_or_none = InvalidParameter(f"http_{status}", f"{method}: HTTP {status}", raw=body)
         if error_or_none is not None:
             return self._failed(key, read, error_or_none)

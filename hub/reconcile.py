@@ -58,6 +58,7 @@ class RunResult:
     pages: int = 0
     stale_pages: int = 0
     seen: int = 0
+    bad_rows: int = 0
     new: int = 0
     new_by_kind: Counter[str] = field(default_factory=Counter)
     request_ids: list[int] = field(default_factory=list)
@@ -98,6 +99,8 @@ def page_record(shop: Shop, page: Page) -> RequestRecord:
     if page.stale:
         headers.append(("x-orderhook-stale", "last-good answer served while the circuit is open"))
     return RequestRecord(
+        reason="unreadable_rows" if page.bad_rows else None,
+        detail=f"{page.bad_rows} order row(s) could not be read" if page.bad_rows else None,
         received_at=iso_utc(utcnow()),
         method="POST",
         path=f"/reconcile/{shop.platform}/{shop.name}",
@@ -135,7 +138,8 @@ async def reconcile_shop(
         async for page in client.changed_pages(start, end):
             result.pages += 1
             result.stale_pages += int(page.stale)
-            if page.events:
+            result.bad_rows += page.bad_rows
+            if page.events or page.bad_rows:
                 ingested = await store.ingest(
                     IngestJob(page_record(shop, page), page.events, NO_REPLY)
                 )
@@ -145,6 +149,11 @@ async def reconcile_shop(
             if progress is not None:
                 progress(page, result)
         result.outcome = "stale" if result.stale_pages else "ok"
+        if result.bad_rows:
+            result.error_code = "unreadable_rows"
+            result.error = (
+                f"{result.bad_rows} order row(s) could not be read; see the recorded pages"
+            )
     except ApiError as exc:
         result.outcome, result.error_code, result.error = "failed", exc.code, exc.message
     except Exception as exc:  # a bug or a malformed answer: log the run as failed, keep going

@@ -49,6 +49,8 @@ ERRORS = [
      "sub_code": "isp.remote-service-timeout"}}, PlatformBusy, "15:isp.remote-service-timeout"),
     ("taobao", 200, {"error_response": {"code": 41, "msg": "Invalid Arguments",
      "sub_code": "isv.invalid-parameter"}}, InvalidParameter, "41:isv.invalid-parameter"),
+    # an HTTP 429 is a rate limit whatever the body says
+    ("taobao", 429, {"error_response": {"code": 41, "msg": "x"}}, RateLimited, "http_429"),
     # JD: error_response{code, zh_desc, en_desc}; business apiResult.success=false
     ("jd", 200, {"error_response": {"code": "2", "zh_desc": "调用次数超限"}}, RateLimited, "2"),
     ("jd", 200, {"error_response": {"code": "12", "zh_desc": "签名无效"}}, InvalidParameter, "12"),

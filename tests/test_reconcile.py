@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import connectors
 from connectors import apiclient
 from hub import reconcile
 from hub.model import Kind, iso_utc
@@ -287,3 +288,39 @@ async def test_shop_with_bad_reconcile_option_is_skipped_with_a_reason(
         await asyncio.sleep(0.2)
     assert "reconcile disabled for shop acme-jd: options.reconcile_seconds: -5" in caplog.text
     assert Store(settings.db).run(reconcile_sql.runs) == []
+
+
+async def test_unreadable_order_row_is_recorded_not_blocking(store: Store) -> None:
+    import httpx
+    import respx
+
+    answer = {
+        "jingdong_pop_order_search_responce": {
+            "code": "0",
+            "searchorderinfo_result": {
+                "orderTotal": 2,
+                "apiResult": {"success": True},
+                "orderInfoList": [
+                    {"orderState": "WAIT_SELLER_STOCK_OUT"},  # no orderId
+                    {"orderId": "28000000099", "orderState": "WAIT_SELLER_STOCK_OUT",
+                     "orderStartTime": "2026-11-11 00:00:01",
+                     "paymentConfirmTime": "2026-11-11 00:00:09", "orderPayment": "9.90"},
+                ],
+            },
+        }
+    }  # fmt: skip
+    jd = shop("jd", "http://jd.test")
+    with respx.mock(base_url="http://jd.test") as mock:
+        mock.post("/routerjson").mock(return_value=httpx.Response(200, json=answer))
+        client = connectors.api_client(jd, transport=httpx.AsyncHTTPTransport())
+        start = datetime(2026, 11, 10, 16, 0, tzinfo=UTC)
+        result = await reconcile.reconcile_shop(
+            store, jd, start, start + timedelta(minutes=30), client=client
+        )
+        await client.aclose()
+    assert result.outcome == "ok" and result.new == 2 and result.bad_rows == 1
+    assert result.error_code == "unreadable_rows"
+    assert store.run(reconcile_sql.watermark, "acme-jd") == start + timedelta(minutes=30)
+    (reason, detail, body) = rows(store, "SELECT reason, detail, body FROM requests")[0]
+    assert reason == "unreadable_rows" and detail == "1 order row(s) could not be read"
+    assert json.loads(body) == answer  # the evidence, byte for byte
