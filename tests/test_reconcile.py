@@ -324,3 +324,43 @@ async def test_unreadable_order_row_is_recorded_not_blocking(store: Store) -> No
     (reason, detail, body) = rows(store, "SELECT reason, detail, body FROM requests")[0]
     assert reason == "unreadable_rows" and detail == "1 order row(s) could not be read"
     assert json.loads(body) == answer  # the evidence, byte for byte
+
+
+async def test_api_shows_runs_watermarks_and_breakers(
+    fake: tuple[FakePlatformApi, str], write_config: Callable[[str], Path]
+) -> None:
+    import httpx
+
+    from hub.app import create_app
+    from hub.auth import issue_token
+
+    api, url = fake
+    api.add_order(FakeOrder("jd", "28000000123", "paid", NOW - timedelta(minutes=3),
+                            paid=NOW - timedelta(minutes=2), updated=NOW - timedelta(minutes=2)))  # fmt: skip
+    settings = load_settings(
+        write_config(shop_toml("jd", url, reconcile=False, api_breaker_failures=1)), env={}
+    )
+    viewer = Store(settings.db).run(issue_token, "vera", "viewer")
+    picker = Store(settings.db).run(issue_token, "pia", "picker")
+    hub = Hub(settings)
+    async with hub.running():
+        jd = settings.shops["acme-jd"]
+        await reconcile.reconcile_shop(hub.store, jd, NOW - timedelta(minutes=10), NOW)
+        api.fail(1, "http_503")
+        await reconcile.reconcile_shop(hub.store, jd, NOW, NOW + timedelta(minutes=1))
+        transport = httpx.ASGITransport(app=create_app(hub, lifespan=False))
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub") as http:
+            auth = {"authorization": f"Bearer {viewer}"}
+            runs = (await http.get("/api/reconcile?shop=acme-jd", headers=auth)).json()
+            health = (await http.get("/api/platform-apis", headers=auth)).json()
+            bad = await http.get("/api/reconcile?limit=many", headers=auth)
+            denied = await http.get(
+                "/api/platform-apis", headers={"authorization": f"Bearer {picker}"}
+            )
+    assert [r["outcome"] for r in runs["runs"]] == ["failed", "ok"]
+    assert runs["runs"][1]["events_new"] == 2
+    assert runs["shops"][0]["watermark"] == iso_utc(NOW)
+    jd_health = next(p for p in health["platforms"] if p["platform"] == "jd")
+    assert jd_health["breaker"] == "open" and "http_503" in jd_health["last_error"]
+    assert bad.status_code == 400 and bad.json()["error"]["reason"] == "bad_query"
+    assert denied.status_code == 403

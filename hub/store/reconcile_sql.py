@@ -99,3 +99,12 @@ def missed_events(conn: sqlite3.Connection, request_ids: list[int]) -> list[dict
         request_ids,
     )
     return [{"order_id": r[0], "kind": r[1], "occurred_at": r[2]} for r in cur.fetchall()]
+
+
+def states(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    cur = conn.execute(
+        "SELECT shop, platform, watermark, last_run_id, updated_at FROM reconcile_state "
+        "ORDER BY shop"
+    )
+    names = [c[0] for c in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
