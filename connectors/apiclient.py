@@ -282,6 +282,15 @@ def runtimes() -> list[PlatformRuntime]:
     ]
 
 
+def current_runtimes() -> list[PlatformRuntime]:
+    """What /metrics and the API show: the running loop's live runtimes (the hub's),
+    or every loop's when called outside one."""
+    try:
+        return [r for r in loop_runtimes().values() if not r.http.is_closed]
+    except RuntimeError:
+        return runtimes()
+
+
 def loop_runtimes() -> dict[str, PlatformRuntime]:
     """The shared runtimes of the running loop, by platform."""
     return dict(_RUNTIMES.get(asyncio.get_running_loop(), {}))

@@ -112,7 +112,7 @@ class ApiCollector:
             "Platform API calls by outcome (ok, circuit_open, stale, or the error type)",
             labels=["platform", "outcome"],
         )
-        for runtime in apiclient.runtimes():
+        for runtime in apiclient.current_runtimes():
             state.add_metric([runtime.platform], float(runtime.breaker.state))
             for outcome, count in sorted(runtime.stats.calls.items()):
                 calls.add_metric([runtime.platform, outcome], count)

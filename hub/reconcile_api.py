@@ -17,7 +17,7 @@ from hub.store import reconcile_sql
 async def platform_apis(request: Request) -> Response:
     """Each platform API's breaker and call counts (this process)."""
     out = []
-    for runtime in sorted(apiclient.runtimes(), key=lambda r: r.platform):
+    for runtime in sorted(apiclient.current_runtimes(), key=lambda r: r.platform):
         breaker = runtime.breaker
         out.append(
             {
