@@ -89,13 +89,22 @@ async def test_missed_push_is_created_once_and_recorded(
     answer = json.loads(body)
     assert answer["jingdong_pop_order_search_responce"]["searchorderinfo_result"]["orderTotal"] == 1
 
-    # the next run sees the same order again: nothing new, the page is a duplicate
+    # the next run sees the same order again: nothing new, and the page of known
+    # events is counted, not stored again
     second = await reconcile.reconcile_shop(store, jd, *window)
     assert second.new == 0 and second.duplicates == 2
     assert rows(store, "SELECT count(*) FROM events") == [(2,)]
-    assert rows(store, "SELECT outcome, reason FROM requests ORDER BY id")[-1] == (
-        "duplicate",
-        "duplicate",
+    assert rows(store, "SELECT count(*) FROM requests") == [(1,)]
+
+    # a page mixing known and new events is recorded; only the new one is created
+    api.add_order(FakeOrder("jd", "28000000002", "paid", NOW - timedelta(minutes=7),
+                            paid=NOW - timedelta(minutes=6), updated=NOW - timedelta(minutes=6)))  # fmt: skip
+    third = await reconcile.reconcile_shop(store, jd, *window)
+    assert third.new == 2 and third.duplicates == 2
+    assert rows(store, "SELECT outcome, events_new, events_total FROM requests")[-1] == (
+        "accepted",
+        2,
+        4,
     )
 
 

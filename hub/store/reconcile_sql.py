@@ -108,3 +108,14 @@ def states(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     )
     names = [c[0] for c in cur.description]
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def known_keys(conn: sqlite3.Connection, keys: list[str]) -> set[str]:
+    """Which of these dedupe keys are in the events table already."""
+    found: set[str] = set()
+    for i in range(0, len(keys), 500):  # stay under SQLite's variable limit
+        chunk = keys[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(f"SELECT dedupe_key FROM events WHERE dedupe_key IN ({marks})", chunk)
+        found.update(r[0] for r in rows)
+    return found
