@@ -240,35 +240,50 @@ def check_shop(shop: Shop) -> None:
         option_seconds(shop, key, default)
 
 
-async def run(hub: Hub) -> None:
-    """The service: one loop per shop with an API client. It also owns the shared API
-    runtimes of its event loop and closes them when the hub stops."""
-    shops = []
+RESCAN_SECONDS = 5.0  # how soon a reloaded config's shops are picked up
+
+
+def eligible(hub: Hub, refused: set[tuple[str, str]]) -> dict[str, Shop]:
+    """The shops to reconcile under the hub's current settings; a shop whose options
+    are wrong is left out, its reason logged once per version of its options."""
+    wanted: dict[str, Shop] = {}
     for shop in hub.settings.shops.values():
         if not has_api(shop):
             continue
         try:
             check_shop(shop)
         except ValueError as exc:
-            log.error("reconcile disabled for shop %s: %s", shop.name, exc)
+            mark = (shop.name, repr(sorted(shop.options.items())))
+            if mark not in refused:
+                refused.add(mark)
+                log.error("reconcile disabled for shop %s: %s", shop.name, exc)
             continue
-        shops.append(shop)
-    try:
-        await _run_loops(hub, shops)
-    finally:
-        await apiclient.aclose_loop()
+        wanted[shop.name] = shop
+    return wanted
 
 
-async def _run_loops(hub: Hub, shops: list[Shop]) -> None:
-    if not shops:
-        await asyncio.Event().wait()  # nothing to poll; stay up to close runtimes at stop
-    tasks = [
-        asyncio.create_task(_shop_loop(hub, shop), name=f"reconcile:{shop.name}") for shop in shops
-    ]
+async def run(hub: Hub) -> None:
+    """The service: one loop per shop with an API client, following config reloads
+    (`hub.settings` replaced: new shops start, removed or changed ones restart). It
+    also owns the shared API clients of its event loop and closes them at stop."""
+    running: dict[str, tuple[Shop, asyncio.Task[None]]] = {}
+    refused: set[tuple[str, str]] = set()
     try:
-        await asyncio.gather(*tasks)
+        while True:
+            wanted = eligible(hub, refused)
+            for name, (shop, task) in list(running.items()):
+                if wanted.get(name) != shop or task.done():
+                    task.cancel()
+                    del running[name]
+            for name, shop in wanted.items():
+                if name not in running:
+                    task = asyncio.create_task(_shop_loop(hub, shop), name=f"reconcile:{name}")
+                    running[name] = (shop, task)
+            await asyncio.sleep(RESCAN_SECONDS)
     finally:
+        tasks = [task for _shop, task in running.values()]
         for task in tasks:
             task.cancel()
         with contextlib.suppress(BaseException):
             await asyncio.gather(*tasks, return_exceptions=True)
+        await apiclient.aclose_loop()

@@ -373,3 +373,30 @@ async def test_api_shows_runs_watermarks_and_breakers(
     assert jd_health["breaker"] == "open" and "http_503" in jd_health["last_error"]
     assert bad.status_code == 400 and bad.json()["error"]["reason"] == "bad_query"
     assert denied.status_code == 403
+
+
+async def test_service_follows_a_reloaded_config(
+    fake: tuple[FakePlatformApi, str],
+    write_config: Callable[[str], Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dataclasses
+
+    monkeypatch.setattr(reconcile, "RESCAN_SECONDS", 0.05)
+    api, url = fake
+    api.add_order(FakeOrder("jd", "28000000555", "paid", NOW - timedelta(minutes=3),
+                            paid=NOW - timedelta(minutes=2), updated=NOW - timedelta(minutes=2)))  # fmt: skip
+    settings = load_settings(write_config(""), env={})  # no JD shop yet
+    later = load_settings(write_config(shop_toml("jd", url, reconcile_seconds=0.1)), env={})
+    hub = Hub(settings)
+    async with hub.running():
+        await asyncio.sleep(0.1)
+        assert await hub.store.read(reconcile_sql.runs) == []
+        hub.settings = dataclasses.replace(settings, shops=later.shops)  # a config reload
+        for _ in range(200):
+            runs = await hub.store.read(reconcile_sql.runs)
+            if any(r["outcome"] == "ok" for r in runs):
+                break
+            await asyncio.sleep(0.05)
+    first = runs[-1]  # runs come newest first: this is the first one
+    assert first["shop"] == "acme-jd" and first["outcome"] == "ok" and first["events_new"] == 2
