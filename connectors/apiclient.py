@@ -154,6 +154,9 @@ class CircuitBreaker:
             return True
         return False
 
+    def end_trial(self) -> None:
+        self._trial_running = False
+
     def success(self) -> None:
         self.failures = 0
         self.opened_at = None
@@ -570,6 +573,15 @@ class BaseClient:
                 f"{self.platform} API circuit is open after repeated failures "
                 f"({rt.breaker.last_error}); retry in {rt.breaker.retry_after():.0f} s",
             )
+        try:
+            return await self._exchange(method, params, key, read)
+        finally:
+            # a half-open trial that ended without a verdict (a config error while
+            # signing, a cancellation) must not keep the circuit shut forever
+            rt.breaker.end_trial()
+
+    async def _exchange(self, method: str, params: dict[str, Any], key: str, read: bool) -> Answer:
+        rt = self.runtime
         await rt.bucket.acquire()
         request = self.build_request(method, params)
         try:

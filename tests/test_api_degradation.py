@@ -11,7 +11,7 @@ import pytest
 import connectors
 from connectors import apiclient
 from connectors.apiclient import BreakerState, CircuitBreaker, TokenBucket
-from connectors.base import PlatformBusy
+from connectors.base import AuthExpired, PlatformBusy
 from hub.runtime import Hub
 from hub.settings import Shop
 from sandbox.fakes.platform_api import FakeOrder, FakePlatformApi
@@ -170,3 +170,23 @@ async def test_breaker_state_is_in_metrics(
     assert 'orderhook_api_breaker_state{platform="jd"} 2.0' in text
     assert 'orderhook_api_calls_total{outcome="PlatformBusy",platform="jd"} 3.0' in text
     await jd.aclose()
+
+
+async def test_half_open_trial_without_verdict_does_not_shut_the_circuit(
+    fake: tuple[FakePlatformApi, str],
+) -> None:
+    api, url = fake
+    api.fail(3, "http_500")
+    shop = jd_shop(url)
+    client = connectors.api_client(shop, transport=httpx.AsyncHTTPTransport())
+    for _ in range(3):
+        with pytest.raises(PlatformBusy):
+            await client.ship("1", "2100", "x")
+    breaker = client.runtime.breaker
+    breaker.opened_at = breaker.opened_at - 60  # type: ignore[operator]
+    # the trial dies before any answer: the token is an unset environment variable
+    shop.options["access_token"] = "env:ORDERHOOK_TEST_UNSET_TOKEN"
+    with pytest.raises(AuthExpired):
+        await client.ship("1", "2100", "x")
+    assert breaker.state is BreakerState.HALF_OPEN and breaker.allow()  # next trial may go
+    await client.aclose()
