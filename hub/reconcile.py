@@ -15,8 +15,11 @@ Pages without events are counted in the run's row but not recorded as requests
 (a quiet shop would otherwise store one empty poll a minute), and neither are pages
 whose events are all known already: the overlap makes every change come back in
 several polls, and on a peak night storing each page again would be gigabytes of
-copies. The UNIQUE key in the ingest stays the judge; the read before it only spares
-the copies.
+copies. "Known" is the same dedupe key, or, for a transition an order makes once
+(created, paid, shipped, cancelled, refunded), any event of that kind for the order:
+a push may carry the message's time where the poll carries the order's, and a
+reconcile must not report such a change as missed. The UNIQUE key in the ingest stays
+the judge for the rest.
 """
 
 from __future__ import annotations
@@ -144,12 +147,10 @@ async def reconcile_shop(
             result.stale_pages += int(page.stale)
             result.bad_rows += page.bad_rows
             result.seen += len(page.events)
-            keys = [e.dedupe_key for e in page.events]
-            known = await store.read(reconcile_sql.known_keys, keys) if keys else set()
-            if len(known) < len(set(keys)) or page.bad_rows:
-                ingested = await store.ingest(
-                    IngestJob(page_record(shop, page), page.events, NO_REPLY)
-                )
+            known = await store.read(reconcile_sql.known_events, page.events)
+            fresh = [e for i, e in enumerate(page.events) if i not in known]
+            if fresh or page.bad_rows:
+                ingested = await store.ingest(IngestJob(page_record(shop, page), fresh, NO_REPLY))
                 result.request_ids.append(ingested.request_id)
                 result.new += len(ingested.new_event_ids)
             if progress is not None:

@@ -6,7 +6,7 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
-from hub.model import iso_utc, parse_iso, utcnow
+from hub.model import OrderEvent, iso_utc, parse_iso, utcnow
 
 
 def watermark(conn: sqlite3.Connection, shop: str) -> datetime | None:
@@ -110,12 +110,27 @@ def states(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
-def known_keys(conn: sqlite3.Connection, keys: list[str]) -> set[str]:
-    """Which of these dedupe keys are in the events table already."""
-    found: set[str] = set()
-    for i in range(0, len(keys), 500):  # stay under SQLite's variable limit
-        chunk = keys[i : i + 500]
-        marks = ",".join("?" * len(chunk))
-        rows = conn.execute(f"SELECT dedupe_key FROM events WHERE dedupe_key IN ({marks})", chunk)
-        found.update(r[0] for r in rows)
-    return found
+# transitions an order makes once: any event of that kind for the order means the
+# pushes reported it, whatever time they gave it
+ONCE_KINDS = frozenset({"created", "paid", "shipped", "cancelled", "refunded"})
+
+
+def known_events(conn: sqlite3.Connection, events: list[OrderEvent]) -> set[int]:
+    """Positions of the events the hub already has: the same dedupe key, or for a
+    once-per-order transition, any event of that kind for the order (a push may carry
+    the message's time where the poll carries the order's)."""
+    known: set[int] = set()
+    for index, event in enumerate(events):
+        if event.kind.value in ONCE_KINDS:
+            row = conn.execute(
+                "SELECT 1 FROM events WHERE platform = ? AND shop = ? AND order_id = ? "
+                "AND kind = ? LIMIT 1",
+                (event.platform, event.shop, event.order_id, event.kind.value),
+            ).fetchone()
+        else:
+            row = conn.execute(
+                "SELECT 1 FROM events WHERE dedupe_key = ?", (event.dedupe_key,)
+            ).fetchone()
+        if row is not None:
+            known.add(index)
+    return known
