@@ -17,8 +17,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from hub import api, reconcile_api
+from hub import api, board, reconcile_api
 from hub.auth import TokenAuth
+from hub.dispatch import api as dispatch_api
 from hub.ingest import Ingest
 from hub.metrics import CONTENT_TYPE_LATEST
 from hub.runtime import Hub
@@ -40,6 +41,8 @@ class HubApp:
                 Route("/metrics", metrics),
                 *api.routes,
                 *reconcile_api.routes,
+                *dispatch_api.routes,
+                *board.routes,
             ],
             middleware=[Middleware(TokenAuth, hub=hub)],
             lifespan=run_hub if lifespan else None,

@@ -12,7 +12,9 @@ import secrets
 import sqlite3
 from collections.abc import Awaitable, Callable
 from functools import wraps
+from http.cookies import SimpleCookie
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -25,6 +27,11 @@ if TYPE_CHECKING:
 
 ROLES = ("admin", "supervisor", "operator", "cs", "finance", "picker", "viewer")
 PUBLIC_PREFIXES = ("/webhooks/", "/healthz")
+# A browser cannot send a bearer header with a page load or an EventSource: under this
+# prefix the token may also come as `?token=` (once; the board moves it into a cookie)
+# or in this cookie (HttpOnly, SameSite=Strict, path /board).
+BROWSER_PREFIX = "/board"
+BOARD_COOKIE = "orderhook_token"
 
 
 def new_token() -> str:
@@ -61,6 +68,8 @@ class TokenAuth:
             await self.app(scope, receive, send)
             return
         token = _bearer(scope)
+        if token is None and scope["path"].startswith(BROWSER_PREFIX):
+            token = _browser_token(scope)
         user = await self.hub.store.read(queries.token_owner, digest(token)) if token else None
         if user is None:
             reason = "missing_token" if not token else "invalid_token"
@@ -87,6 +96,19 @@ def _bearer(scope: Scope) -> str | None:
             scheme, _, token = value.decode("latin-1").partition(" ")
             if scheme.lower() == "bearer" and token.strip():
                 return token.strip()
+    return None
+
+
+def _browser_token(scope: Scope) -> str | None:
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    if query.get("token"):
+        return query["token"][0].strip() or None
+    for name, value in scope["headers"]:
+        if name == b"cookie":
+            jar = SimpleCookie()
+            jar.load(value.decode("latin-1"))
+            if BOARD_COOKIE in jar and jar[BOARD_COOKIE].value:
+                return jar[BOARD_COOKIE].value
     return None
 
 

@@ -55,6 +55,12 @@ class Metrics:
             ["platform", "platform_type"],
             registry=self.registry,
         )
+        self.dispatch_decisions = Counter(
+            "orderhook_dispatch_decisions",
+            "Dispatch decisions: routed, assigned, closed, escalated",
+            ["decision"],
+            registry=self.registry,
+        )
 
         self.forensics = Counter(
             "orderhook_signature_forensics",

@@ -1,104 +1,147 @@
-"""Post-commit stage: apply committed events to each order's current state.
+"""The order state machine: committed events applied to each order's current status.
 
-Runs after the ingest commit, never before an ack. Reads the events table from a
-durable cursor, so a crash between commit and apply only delays the apply: on restart
-the stage picks up where its cursor stopped. Out-of-order events never move an order
-backwards: a status only replaces one of lower rank, and terminal states stay.
+    created -> paid -> assigned -> picking -> packed -> shipped
+    cancelled / refunded end the flow from any state
+
+Events are read from the events table through a durable cursor (`stage_cursors`), so a
+crash between commit and apply only delays the apply. An order only ever moves forward:
+a status replaces one of lower rank, the end states take over from anything, and
+refunded may follow cancelled (the money went back) but nothing follows refunded.
+An event that moves nothing, such as a late `paid` after `cancelled`, is still written to
+`order_transitions` with applied=0: it is evidence, not noise. Statuses that no platform
+event carries (assigned, picking, packed) are set by the stages that decide them through
+`advance`, with their cause.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
+import json
 import sqlite3
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
+from hub.dispatch import facts as order_facts
 from hub.model import iso_utc, utcnow
-from hub.store import queries
-
-if TYPE_CHECKING:
-    from hub.runtime import Hub
-
-log = logging.getLogger("orderhook.orders")
+from hub.store import orders_sql, queries
+from hub.store.orders_sql import OrderKey
 
 STAGE = "orders"
 BATCH = 500
 
-# rank of the order status each event kind leads to; kinds not listed change no status
-RANK = {"created": 10, "paid": 20, "shipped": 60, "cancelled": 100, "refunded": 100}
-TERMINAL = 100
+RANK = {
+    "created": 10,
+    "paid": 20,
+    "assigned": 30,
+    "picking": 40,
+    "packed": 50,
+    "shipped": 60,
+    "cancelled": 100,
+    "refunded": 110,
+}
+END = frozenset({"cancelled", "refunded"})
+OPEN = tuple(s for s in RANK if s not in END and s != "shipped")
+# event kinds that carry a status; the others (address change, refund request, ...)
+# only bring facts
+EVENT_STATUS = {"created", "paid", "shipped", "cancelled", "refunded"}
 
 
-def apply_pending(conn: sqlite3.Connection, limit: int = BATCH) -> int:
-    """Apply up to `limit` events past the cursor; returns how many were read."""
+@dataclass
+class Change:
+    """What one applied event did to its order (the dispatch stage reads these)."""
+
+    key: OrderKey
+    event_id: int
+    kind: str
+    before: str | None
+    after: str
+    moved: bool
+    amount: str | None
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+def may_move(current: str | None, new: str) -> bool:
+    """True when `new` is a step forward from `current`."""
+    if current is None:
+        return True
+    if current == "refunded" or current == new:
+        return False
+    if new in END:
+        return True
+    if current in END:
+        return False
+    return RANK[new] > RANK[current]
+
+
+def apply_pending(conn: sqlite3.Connection, limit: int = BATCH) -> list[Change]:
+    """Apply up to `limit` events past the cursor, in event order."""
     after = queries.cursor(conn, STAGE)
-    events = queries.events_after(conn, after, limit)
+    events = orders_sql.events_after(conn, after, limit)
     now = iso_utc(utcnow())
-    for ev in events:
-        _apply(conn, ev, now)
+    changes = [apply_event(conn, ev, now) for ev in events]
     if events:
         queries.set_cursor(conn, STAGE, events[-1]["id"])
-    return len(events)
+    return changes
 
 
-def _apply(conn: sqlite3.Connection, ev: dict[str, Any], now: str) -> None:
-    key = (ev["platform"], ev["shop"], ev["order_id"])
-    row = conn.execute(
-        "SELECT status FROM orders WHERE platform = ? AND shop = ? AND order_id = ?", key
-    ).fetchone()
-    new_status = ev["kind"] if ev["kind"] in RANK else None
+def apply_event(conn: sqlite3.Connection, ev: dict[str, Any], now: str) -> Change:
+    key: OrderKey = (ev["platform"], ev["shop"], ev["order_id"])
+    new_facts = order_facts.extract(ev["platform"], json.loads(ev["payload"] or "null"))
+    status = ev["kind"] if ev["kind"] in EVENT_STATUS else None
+    cause = f"event:{ev['platform_type']}"
+    row = orders_sql.order_state(conn, key)
+    before = row["status"] if row else None
     if row is None:
-        conn.execute(
-            "INSERT INTO orders (platform, shop, order_id, status, amount, currency, "
-            "first_event_id, last_event_id, occurred_at, created_at, updated_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                *key,
-                new_status or "created",
-                ev["amount"],
-                ev["currency"],
-                ev["id"],
-                ev["id"],
-                ev["occurred_at"],
-                now,
-                now,
-            ),
-        )
-        return
-    current = row[0]
-    moves = (
-        new_status is not None
-        and RANK[new_status] > RANK.get(current, 0)
-        and (RANK.get(current, 0) < TERMINAL)
+        after, moved = status or "created", True
+        merged = new_facts
+    else:
+        moved = status is not None and may_move(before, status)
+        after = status if moved and status else before
+        merged = order_facts.merge(row["facts"], new_facts)
+    orders_sql.save_order(
+        conn,
+        key,
+        new=row is None,
+        status=after,
+        amount=ev["amount"],
+        currency=ev["currency"],
+        facts=merged,
+        event_id=ev["id"],
+        occurred_at=ev["occurred_at"],
+        now=now,
     )
-    conn.execute(
-        "UPDATE orders SET status = ?, amount = coalesce(?, amount), "
-        "currency = coalesce(?, currency), last_event_id = ?, "
-        "occurred_at = max(occurred_at, ?), updated_at = ? "
-        "WHERE platform = ? AND shop = ? AND order_id = ?",
-        (
-            new_status if moves else current,
-            ev["amount"],
-            ev["currency"],
-            ev["id"],
-            ev["occurred_at"],
-            now,
-            *key,
-        ),
-    )
+    if status is not None or row is None:
+        note = None if moved else _why_not(before, status or after)
+        if row is None and status is None:
+            note = "first event carries no status"
+        orders_sql.add_transition(
+            conn, key, before=before, after=status or after, applied=moved, event_id=ev["id"],
+            cause=cause, note=note, now=now,
+        )  # fmt: skip
+    amount = ev["amount"] if ev["amount"] is not None or row is None else row["amount"]
+    return Change(key, ev["id"], ev["kind"], before, after, moved, amount, merged)
 
 
-async def run(hub: Hub) -> None:
-    """Apply events as commits announce them (and every second, as a safety net)."""
-    wake = asyncio.Event()
-    hub.store.commit_listeners.append(lambda _max_id: wake.set())
-    while True:
-        try:
-            while await hub.store.write(apply_pending) == BATCH:
-                pass
-        except Exception:
-            log.exception("applying events to orders failed; retrying")
-        wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=1.0)
+def advance(conn: sqlite3.Connection, key: OrderKey, status: str, cause: str) -> bool:
+    """Move an order forward to a status a stage decided (assigned, picking, packed).
+
+    Returns False (and records nothing) when the order is absent or already past it."""
+    if status not in RANK:
+        raise ValueError(f"unknown order status {status!r}")
+    row = orders_sql.order_state(conn, key)
+    if row is None or not may_move(row["status"], status):
+        return False
+    now = iso_utc(utcnow())
+    orders_sql.set_status(conn, key, status, now)
+    orders_sql.add_transition(
+        conn, key, before=row["status"], after=status, applied=True, event_id=None,
+        cause=cause, note=None, now=now,
+    )  # fmt: skip
+    return True
+
+
+def _why_not(current: str | None, status: str) -> str:
+    if current == status:
+        return f"already {current} (repeated event)"
+    if current in END:
+        return f"order is {current}; kept as evidence, changes nothing"
+    return f"arrived after {current} (out of order); does not move the order back"

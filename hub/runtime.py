@@ -15,7 +15,8 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from hub import orders, reconcile, retention
+from hub import reconcile, retention
+from hub.dispatch import service as dispatch
 from hub.metrics import Metrics
 from hub.settings import Settings
 from hub.store import Store
@@ -24,7 +25,13 @@ log = logging.getLogger("orderhook")
 
 Service = Callable[["Hub"], Awaitable[None]]
 
-SERVICES: list[Service] = [orders.run, retention.run, reconcile.run]
+SERVICES: list[Service] = [
+    dispatch.run,
+    dispatch.run_escalation,
+    dispatch.watch_config,
+    retention.run,
+    reconcile.run,
+]
 
 
 class Hub:

@@ -78,7 +78,10 @@ class Settings:
 # Top-level sections owned by other stages: name -> "module:function". The function
 # takes (table, fail) and returns the parsed section; `fail(message, *keys)` builds a
 # ConfigError pointing at the line of `[name]` (or of the key under it).
-SECTIONS: dict[str, str] = {"notify": "hub.notify:parse_section"}
+SECTIONS: dict[str, str] = {
+    "notify": "hub.notify:parse_section",
+    "dispatch": "hub.dispatch.config:parse_section",
+}
 
 Fail = Callable[..., ConfigError]
 
@@ -110,8 +113,8 @@ def parse(text: str, *, path: Path | None = None, env: dict[str, str] | None = N
             f"not valid TOML: {exc}", path=path, line=int(match.group(1)) if match else None
         ) from None
 
-    def fail(message: str, *keys: str) -> ConfigError:
-        return ConfigError(message, path=path, line=locate(text, *keys))
+    def fail(message: str, *keys: str, nth: int = 0) -> ConfigError:
+        return ConfigError(message, path=path, line=locate(text, *keys, nth=nth))
 
     hub = data.get("hub", {})
     if not isinstance(hub, dict):
@@ -228,11 +231,12 @@ def _shop(name: str, spec: Any, env: dict[str, str], fail: Any) -> Shop:
     return shop
 
 
-def locate(text: str, *keys: str) -> int | None:
+def locate(text: str, *keys: str, nth: int = 0) -> int | None:
     """Line number (1-based) of a table header or key, for error messages.
 
     `locate(text, "shops.acme", "platform")` finds `[shops.acme]`, then `platform =`
-    below it. Good enough for the files people write by hand; None when not found.
+    below it; `nth` picks the nth `[[table]]` of an array of tables (0 = the first).
+    Good enough for the files people write by hand; None when not found.
     """
     lines = text.splitlines()
     start = 0
@@ -241,8 +245,10 @@ def locate(text: str, *keys: str) -> int | None:
     for i, line in enumerate(lines):
         stripped = line.strip().replace('"', "").replace(" ", "")
         if stripped in (f"[{table}]", f"[[{table}]]"):
-            found_table = i
-            break
+            if nth == 0:
+                found_table = i
+                break
+            nth -= 1
     if found_table is None:
         return None
     start = found_table

@@ -186,3 +186,96 @@ def m0003_reconcile(db: Database) -> None:
         """
     )
     db.execute("CREATE INDEX reconcile_runs_shop ON reconcile_runs(shop, id)")
+
+
+@migrations(name="0007_dispatch")
+def m0007_dispatch(db: Database) -> None:
+    # Order state machine: the facts rules look at, and where the order was routed.
+    db.execute("ALTER TABLE orders ADD COLUMN facts TEXT NOT NULL DEFAULT '{}'")
+    db.execute("ALTER TABLE orders ADD COLUMN route_group TEXT")
+    db.execute("ALTER TABLE orders ADD COLUMN route_rule TEXT")
+    # Every status change (and every status-bearing event that changed nothing, applied=0),
+    # with the event or the dispatch decision that caused it.
+    db.execute(
+        """
+        CREATE TABLE order_transitions (
+            id INTEGER PRIMARY KEY,
+            platform TEXT NOT NULL,
+            shop TEXT NOT NULL,
+            order_id TEXT NOT NULL,
+            from_status TEXT,
+            to_status TEXT NOT NULL,
+            applied INTEGER NOT NULL,      -- 0: kept as evidence, changed nothing
+            event_id INTEGER,              -- the event that caused it, if an event did
+            cause TEXT NOT NULL,           -- 'event:order.paid', 'task:12 assigned to ana', ...
+            note TEXT,
+            at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        "CREATE INDEX order_transitions_order ON order_transitions(platform, shop, order_id)"
+    )
+    # Operators as configured, with their live working status.
+    db.execute(
+        """
+        CREATE TABLE operators (
+            name TEXT PRIMARY KEY,
+            groups TEXT NOT NULL,          -- JSON list of group names
+            capacity INTEGER NOT NULL,
+            status TEXT NOT NULL,          -- working | away | off
+            configured INTEGER NOT NULL DEFAULT 1,
+            last_assigned_seq INTEGER NOT NULL DEFAULT 0,  -- round robin among equals
+            updated_at TEXT NOT NULL
+        )
+        """
+    )
+    # One task per routed order: who owns the work, in which queue.
+    db.execute(
+        """
+        CREATE TABLE tasks (
+            id INTEGER PRIMARY KEY,
+            platform TEXT NOT NULL,
+            shop TEXT NOT NULL,
+            order_id TEXT NOT NULL,
+            grp TEXT NOT NULL,
+            priority INTEGER NOT NULL DEFAULT 0,
+            rule TEXT,
+            state TEXT NOT NULL,           -- queued | assigned | claimed | done | cancelled
+            queue TEXT NOT NULL DEFAULT 'group',  -- group | supervisor
+            assignee TEXT,
+            created_at TEXT NOT NULL,
+            waiting_since TEXT NOT NULL,   -- escalation clock: created, or last put back
+            assigned_at TEXT,
+            claimed_at TEXT,
+            escalated_at TEXT,
+            released_by TEXT,              -- not handed straight back to who released it
+            closed_at TEXT,
+            close_reason TEXT,
+            updated_at TEXT NOT NULL,
+            UNIQUE (platform, shop, order_id)
+        )
+        """
+    )
+    db.execute("CREATE INDEX tasks_open ON tasks(state, grp, priority, created_at)")
+    db.execute("CREATE INDEX tasks_assignee ON tasks(assignee, state)")
+    # Every dispatch decision, findable by ops: routed, assigned, queued, escalated, ...
+    db.execute(
+        """
+        CREATE TABLE dispatch_log (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            decision TEXT NOT NULL,
+            platform TEXT,
+            shop TEXT,
+            order_id TEXT,
+            task_id INTEGER,
+            grp TEXT,
+            operator TEXT,
+            rule TEXT,
+            detail TEXT NOT NULL DEFAULT ''
+        )
+        """
+    )
+    db.execute("CREATE INDEX dispatch_log_order ON dispatch_log(platform, shop, order_id)")
+    db.execute("CREATE INDEX dispatch_log_decision ON dispatch_log(decision, at)")

@@ -1,0 +1,90 @@
+"""The live board at `/board`: backlog per stage and group, oldest unclaimed task,
+operators' load, escalations, dead outbox rows and failed verifications of the last
+hour, kept current by server-sent events (`/board/events`).
+
+A browser cannot put a bearer header on a page load or an EventSource, so the board
+also takes the token once as `/board?token=...`: the answer stores it in an HttpOnly,
+SameSite=Strict cookie scoped to `/board` and redirects to the bare URL, so the token
+does not stay in the address bar or the history (see hub.auth).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from importlib.resources import files
+from typing import Any
+
+from sse_starlette.sse import EventSourceResponse
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from hub.auth import BOARD_COOKIE, requires
+from hub.dispatch import state
+from hub.model import utcnow
+from hub.runtime import Hub
+from hub.store import board_sql
+
+PAGE = files("hub.board").joinpath("page.html")
+REFRESH_SECONDS = 2.0  # ages on the board tick even when nothing happens
+
+
+def _hub(request: Request) -> Hub:
+    hub: Hub = request.app.state.hub
+    return hub
+
+
+@requires("supervisor", "operator", "viewer")
+async def page(request: Request) -> Response:
+    token = request.query_params.get("token")
+    if token:
+        response: Response = RedirectResponse("/board", status_code=303)
+        response.set_cookie(
+            BOARD_COOKIE, token, httponly=True, samesite="strict", path="/board",
+            secure=request.url.scheme == "https",
+        )  # fmt: skip
+        return response
+    return HTMLResponse(PAGE.read_text(encoding="utf-8"), headers={"cache-control": "no-store"})
+
+
+async def board_state(hub: Hub) -> dict[str, Any]:
+    live = state.of(hub)
+    snap = await hub.store.read(board_sql.snapshot, utcnow())
+    snap["rules"] = {
+        "count": len(live.config.rules),
+        "loaded_at": live.loaded_at,
+        "error": live.error,
+        "error_at": live.error_at,
+    }
+    return snap
+
+
+@requires("supervisor", "operator", "viewer")
+async def snapshot(request: Request) -> Response:
+    return JSONResponse(await board_state(_hub(request)))
+
+
+@requires("supervisor", "operator", "viewer")
+async def events(request: Request) -> Response:
+    hub = _hub(request)
+    pulse = state.of(hub).pulse
+
+    async def stream() -> AsyncIterator[dict[str, str]]:
+        last = ""
+        while True:
+            seen = pulse.version  # before reading: a change during the read wakes us at once
+            data = json.dumps(await board_state(hub), ensure_ascii=False, default=str)
+            if data != last:
+                last = data
+                yield {"event": "snapshot", "data": data}
+            await pulse.wait(seen, REFRESH_SECONDS)
+
+    return EventSourceResponse(stream(), ping=15, headers={"cache-control": "no-store"})
+
+
+routes = [
+    Route("/board", page),
+    Route("/board/snapshot", snapshot),
+    Route("/board/events", events),
+]

@@ -1,0 +1,87 @@
+"""Assignment by live load: inside a group, the available operator with the fewest open
+tasks gets the next task; among equals, the one who got a task longest ago (round
+robin). Nobody goes above capacity; what nobody can take waits in the group queue and
+is handed out here again whenever capacity frees up (a completion, a release, an
+operator coming back, a config change).
+
+Every function runs inside the caller's write transaction, so the assignment, the
+order's move to `assigned` and the decision row commit together.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from hub import orders
+from hub.dispatch.config import DispatchConfig
+from hub.store import dispatch_sql
+
+
+@dataclass(frozen=True)
+class Assignment:
+    task_id: int
+    operator: str
+    group: str
+    why: str
+
+
+def available(op: dict[str, Any], group: str) -> bool:
+    return group in op["groups"] and op["status"] == "working" and op["open"] < op["capacity"]
+
+
+def pick(loads: list[dict[str, Any]], group: str, skip: str | None = None) -> dict | None:
+    candidates = [op for op in loads if available(op, group) and op["name"] != skip]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda op: (op["open"], op["last_assigned_seq"], op["name"]))
+
+
+def describe_group(loads: list[dict[str, Any]], group: str) -> str:
+    """`ana 1/5, bo 5/5 full, cy away` for decision rows and the board."""
+    parts = []
+    for op in loads:
+        if group not in op["groups"]:
+            continue
+        state = f"{op['name']} {op['open']}/{op['capacity']}"
+        if op["status"] != "working":
+            state = f"{op['name']} {op['status']}"
+        elif op["open"] >= op["capacity"]:
+            state += " full"
+        parts.append(state)
+    return ", ".join(parts) or "no operators in this group"
+
+
+def hand_out(conn: sqlite3.Connection, config: DispatchConfig, now: str) -> list[Assignment]:
+    """Give queued tasks to available operators until the queues or capacity run out."""
+    done: list[Assignment] = []
+    for group in sorted(dispatch_sql.groups_with_queue(conn)):
+        loads = dispatch_sql.operator_loads(conn)
+        for task in dispatch_sql.queued_tasks(conn, group):
+            op = pick(loads, group, skip=task["released_by"])
+            if op is None:
+                if pick(loads, group) is None:
+                    break  # the group is full: the rest of the queue waits too
+                continue  # only who released it is free: it waits for someone else
+            others = describe_group([o for o in loads if o is not op], group)
+            why = (
+                f"least loaded in {group}: {op['name']} had {op['open']}/{op['capacity']} open"
+                + (f" (others: {others})" if others != "no operators in this group" else "")
+            )
+            give(conn, task, op["name"], why, now)
+            op["open"] += 1
+            op["last_assigned_seq"] = max(o["last_assigned_seq"] for o in loads) + 1
+            done.append(Assignment(task["id"], op["name"], group, why))
+    return done
+
+
+def give(conn: sqlite3.Connection, task: dict[str, Any], operator: str, why: str, now: str) -> None:
+    key = (task["platform"], task["shop"], task["order_id"])
+    dispatch_sql.assign_task(conn, task["id"], operator, now)
+    dispatch_sql.mark_assigned(conn, operator)
+    orders.advance(conn, key, "assigned", f"task:{task['id']} assigned to {operator}")
+    dispatch_sql.log(
+        conn, "assigned", now, key=key, task_id=task["id"], group=task["grp"],
+        operator=operator, rule=task["rule"], detail=why,
+    )  # fmt: skip

@@ -1,0 +1,69 @@
+"""Order facts: the small, normalised view of an order that routing rules look at.
+
+Platforms name these things differently; a connector may define
+`order_facts(payload) -> dict` to translate its own payload. Without one, the payload's
+`data` object (the Standard Webhooks envelope) or the payload itself is read for:
+
+    province, city            text
+    warehouse                 text (also accepted: stock_location)
+    items                     [{sku, category, qty}, ...]
+    buyer_tags, flags         a list of text (a single text is one tag)
+
+Facts from later events of the same order are merged over earlier ones (a key an event
+does not mention keeps its earlier value), so an address change moves the province.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import connectors
+
+TEXT_KEYS = ("province", "city", "warehouse")
+LIST_KEYS = ("skus", "categories", "buyer_tags", "flags")
+
+
+def extract(platform: str, payload: Any) -> dict[str, Any]:
+    """Facts one event's payload states (keys it does not state are absent)."""
+    connector = connectors.get(platform)
+    own = getattr(connector, "order_facts", None)
+    raw = own(payload) if own is not None else _generic(payload)
+    return normalise(raw or {})
+
+
+def _generic(payload: Any) -> dict[str, Any]:
+    if not isinstance(payload, dict):
+        return {}
+    data = payload.get("data")
+    source = data if isinstance(data, dict) else payload
+    out = {key: source[key] for key in (*TEXT_KEYS, "buyer_tags", "flags") if key in source}
+    if "warehouse" not in out and "stock_location" in source:
+        out["warehouse"] = source["stock_location"]
+    items = source.get("items")
+    if isinstance(items, list):
+        dicts = [item for item in items if isinstance(item, dict)]
+        out["skus"] = [item.get("sku") for item in dicts]
+        out["categories"] = [item.get("category") for item in dicts]
+    return out
+
+
+def normalise(raw: dict[str, Any]) -> dict[str, Any]:
+    """Text stripped, lists of distinct non-empty texts; unknown keys dropped."""
+    out: dict[str, Any] = {}
+    for key in TEXT_KEYS:
+        value = raw.get(key)
+        if isinstance(value, str | int) and str(value).strip():
+            out[key] = str(value).strip()
+    for key in LIST_KEYS:
+        value = raw.get(key)
+        if value is None:
+            continue
+        values = [value] if isinstance(value, str | int) else value
+        if isinstance(values, list):
+            texts = [str(v).strip() for v in values if isinstance(v, str | int) and str(v).strip()]
+            out[key] = list(dict.fromkeys(texts))
+    return out
+
+
+def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    return {**old, **new}

@@ -1,0 +1,71 @@
+"""The dispatch stages a running hub keeps going (listed in hub.runtime.SERVICES).
+
+- `run`: apply + route + assign right after each commit (the store's commit listener
+  wakes it, so a push is owned by somebody within the same second), with a one-second
+  safety net;
+- `run_escalation`: scans stored timestamps every `escalation_scan_seconds`;
+- `watch_config`: hot-reloads the [dispatch] rules when the config file changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from hub import orders
+from hub.dispatch import engine, escalate, state
+from hub.model import utcnow
+
+if TYPE_CHECKING:
+    from hub.runtime import Hub
+
+log = logging.getLogger("orderhook.dispatch")
+
+
+async def run(hub: Hub) -> None:
+    live = state.of(hub)
+    wake = asyncio.Event()
+    hub.store.commit_listeners.append(lambda _max_id: wake.set())
+    await hub.store.write(state.sync, live.config)
+    while True:
+        wake.clear()
+        try:
+            while True:
+                result = await hub.store.write(engine.process, live.config)
+                if result.applied or result.assigned:
+                    counts = hub.metrics.dispatch_decisions
+                    counts.labels("routed").inc(len(result.routed))
+                    counts.labels("assigned").inc(len(result.assigned))
+                    counts.labels("closed").inc(len(result.closed))
+                    live.pulse.beat()
+                if result.applied < orders.BATCH:
+                    break
+        except Exception:
+            log.exception("dispatching committed events failed; retrying")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=1.0)
+
+
+async def run_escalation(hub: Hub) -> None:
+    live = state.of(hub)
+    while True:
+        try:
+            escalated = await hub.store.write(escalate.escalate_due, live.config, utcnow())
+            if escalated:
+                hub.metrics.dispatch_decisions.labels("escalated").inc(len(escalated))
+                live.pulse.beat()
+        except Exception:
+            log.exception("escalation scan failed; retrying")
+        await asyncio.sleep(live.config.escalation_scan_seconds)
+
+
+async def watch_config(hub: Hub) -> None:
+    live = state.of(hub)
+    while True:
+        await asyncio.sleep(live.config.reload_seconds)
+        try:
+            await state.reload_if_changed(hub)
+        except Exception:
+            log.exception("checking the config file for changes failed")

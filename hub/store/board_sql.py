@@ -1,0 +1,81 @@
+"""What the live board shows, read in one go on a reader connection."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timedelta
+from typing import Any
+
+from hub.model import iso_utc, parse_iso
+from hub.store import dispatch_sql
+
+OPEN_ORDER_STATUSES = ("created", "paid", "assigned", "picking", "packed")
+
+
+def _rows(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
+    names = [c[0] for c in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def snapshot(conn: sqlite3.Connection, now: datetime) -> dict[str, Any]:
+    hour_ago = iso_utc(now - timedelta(hours=1))
+    marks = ",".join("?" * len(OPEN_ORDER_STATUSES))
+    stages = dict(
+        conn.execute(
+            f"SELECT status, count(*) FROM orders WHERE status IN ({marks}) GROUP BY status",
+            OPEN_ORDER_STATUSES,
+        ).fetchall()
+    )
+    backlog: dict[str, dict[str, Any]] = {}
+    for group, stage, n in conn.execute(
+        "SELECT grp, CASE WHEN queue = 'supervisor' THEN 'escalated' ELSE state END, count(*) "
+        "FROM tasks WHERE state IN ('queued', 'assigned', 'claimed') GROUP BY 1, 2"
+    ):
+        backlog.setdefault(group, {"queued": 0, "assigned": 0, "claimed": 0, "escalated": 0})
+        backlog[group][stage] = n
+    for group, oldest in conn.execute(
+        "SELECT grp, min(waiting_since) FROM tasks WHERE state IN ('queued', 'assigned') "
+        "GROUP BY grp"
+    ):
+        entry = backlog.setdefault(
+            group, {"queued": 0, "assigned": 0, "claimed": 0, "escalated": 0}
+        )
+        entry["oldest_unclaimed_s"] = int((now - parse_iso(oldest)).total_seconds())
+    escalations = _rows(
+        conn.execute(
+            "SELECT id, platform, shop, order_id, grp, escalated_at, waiting_since FROM tasks "
+            "WHERE state IN ('queued', 'assigned') AND queue = 'supervisor' "
+            "ORDER BY escalated_at DESC LIMIT 20"
+        )
+    )
+    recent = _rows(
+        conn.execute(
+            "SELECT id, platform, shop, order_id, grp, priority, rule, state, queue, assignee, "
+            "created_at FROM tasks ORDER BY id DESC LIMIT 12"
+        )
+    )
+    rejected = dict(
+        conn.execute(
+            "SELECT coalesce(reason, '?'), count(*) FROM requests WHERE outcome = 'rejected' "
+            "AND received_at >= ? GROUP BY 1 ORDER BY 2 DESC",
+            (hour_ago,),
+        ).fetchall()
+    )
+    dead = _rows(
+        conn.execute(
+            "SELECT id, kind, target, last_error, updated_at FROM outbox WHERE state = 'dead' "
+            "ORDER BY id DESC LIMIT 10"
+        )
+    )
+    dead_total = conn.execute("SELECT count(*) FROM outbox WHERE state = 'dead'").fetchone()[0]
+    return {
+        "at": iso_utc(now),
+        "stages": {status: stages.get(status, 0) for status in OPEN_ORDER_STATUSES},
+        "backlog": backlog,
+        "operators": dispatch_sql.operator_loads(conn),
+        "escalations": escalations,
+        "recent_tasks": recent,
+        "rejected_last_hour": rejected,
+        "dead_outbox": {"total": dead_total, "recent": dead},
+        "decisions": dispatch_sql.decisions(conn, limit=12),
+    }
