@@ -250,7 +250,9 @@ def _operators(raw: Any, groups: dict[str, Group], fail: Fail) -> dict[str, Oper
             if key not in OPERATOR_KEYS:
                 known = ", ".join(sorted(OPERATOR_KEYS))
                 raise fail(f"{where}.{key}: unknown setting (known: {known})", where, key)
-        member_of = _texts(spec.get("groups", []), f"{where}.groups", fail, where, "groups")
+        if "groups" not in spec:
+            raise fail(f"{where}.groups: required (the groups this operator works in)", where)
+        member_of = _texts(spec["groups"], f"{where}.groups", fail, where, "groups")
         for group in member_of:
             if group not in groups:
                 raise fail(

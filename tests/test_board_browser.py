@@ -1,0 +1,78 @@
+"""The board in a real headless Chromium (Debian's, driven by Playwright): a push shows
+up on the open page without a reload, and a screenshot is kept for a person to look at."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+
+import httpx
+import pytest
+from dispatch_support import DISPATCH_TOML, SECRET, push_body
+
+from connectors import standard
+from hub import settings as settings_mod
+from hub.auth import issue_token
+from hub.store import Store
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = os.environ.get("ORDERHOOK_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture
+def settings(write_config):
+    return settings_mod.load(write_config(DISPATCH_TOML), env={})
+
+
+@pytest.fixture
+def chromium_path() -> str:
+    if not os.path.exists(CHROMIUM):
+        message = (
+            f"no Chromium at {CHROMIUM} (make test installs it as root: apt-get install chromium)"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return CHROMIUM
+
+
+def test_push_appears_on_the_open_board_without_reload(live_hub, settings, chromium_path, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, _hub = live_hub
+    token = Store(settings.db).run(issue_token, "wall", "viewer")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path, args=FLAGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{url}/board?token={token}")
+            assert page.url == f"{url}/board"  # the token left the address bar
+            expect(page.locator("#status")).to_contain_text("live")
+            expect(page.locator("#tasks")).to_contain_text("no tasks yet")
+            navigations = []
+            page.on("framenavigated", lambda frame: navigations.append(frame.url))
+
+            body = push_body("paid", "4242424242", amount="888.00", province="浙江")
+            headers = standard.sign_headers(SECRET, "msg_" + uuid.uuid4().hex, body)
+            with httpx.Client(base_url=url) as http:
+                assert (
+                    http.post("/webhooks/standard/acme", content=body, headers=headers).status_code
+                    == 200
+                )
+
+            row = page.locator("#tasks tr", has_text="4242424242")
+            expect(row).to_contain_text("vip")
+            expect(row).to_contain_text("big-south")
+            expect(page.locator("#operators")).to_contain_text("1/")
+            expect(page.locator("#stages")).to_contain_text("assigned")
+            assert navigations == []  # no reload happened
+            shot = tmp_path / "board.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 10_000
+            print(f"board screenshot: {shot}")
+            page.close()
+        finally:
+            browser.close()

@@ -1,0 +1,133 @@
+"""Routing rules: validated at load with file, line, rule name and reason; evaluated in
+file order; explained condition by condition."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from dispatch_support import DISPATCH_TOML
+
+from hub import settings as settings_mod
+from hub.dispatch import rules
+from hub.settings import ConfigError
+
+BASE = '[shops.acme]\nplatform = "standard"\nsecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"\n'
+
+
+def config(extra: str = DISPATCH_TOML):
+    return settings_mod.parse(BASE + extra, env={}).sections["dispatch"]
+
+
+def facts(**kw):
+    return rules.order_facts({"platform": "standard", "shop": "acme", **kw})
+
+
+def test_first_matching_rule_wins_in_file_order():
+    cfg = config()
+    big_phone = facts(amount="900", facts={"province": "广东", "categories": ["phones"]})
+    assert rules.route(cfg, big_phone) == rules.Route("vip", "big-south", 5)
+    presale = facts(amount="900", facts={"province": "广东", "flags": ["presale"]})
+    assert rules.route(cfg, presale) == rules.Route("general", "presale-hold", -1)
+    small_phone = facts(amount="20", facts={"categories": ["cases", "phones"]})
+    assert rules.route(cfg, small_phone).rule == "phones"
+    assert rules.route(cfg, facts(amount="20")) == rules.Route("general", None, 0)
+
+
+@pytest.mark.parametrize(
+    ("written", "inside", "outside"),
+    [
+        ("> 500", ["500.01"], ["500", "10"]),
+        (">= 500", ["500"], ["499.99"]),
+        ("< 100", ["99.99"], ["100"]),
+        ("<= 100", ["100"], ["100.01"]),
+        ("== 99.9", ["99.90"], ["99.91"]),
+        ("100..500", ["100", "500"], ["99.99", "500.01"]),
+    ],
+)
+def test_amount_comparisons(written, inside, outside):
+    cfg = config(
+        f'[dispatch.groups.x]\n[[dispatch.rules]]\nname = "r"\namount = "{written}"\ngroup = "x"\n'
+    )
+    for amount in inside:
+        assert rules.route(cfg, facts(amount=amount)).rule == "r", amount
+    for amount in outside:
+        assert rules.route(cfg, facts(amount=amount)).rule is None, amount
+    assert rules.route(cfg, facts(amount=None)).rule is None
+
+
+def test_explain_names_the_failed_condition_of_each_rule_above():
+    cfg = config()
+    steps, chosen = rules.explain(
+        cfg, facts(amount="20", facts={"province": "广东", "categories": ["phones"]})
+    )
+    assert chosen.rule == "phones"
+    lines = [step.describe() for step in steps]
+    assert lines[0].startswith("rule 'presale-hold' (line ")
+    assert "flags in [presale], the order has (none)" in lines[0]
+    assert "amount > 500, the order has 20" in lines[1]
+    assert "MATCHED -> group vip, priority 1" in lines[2]
+    # the line numbers point at each rule's own [[dispatch.rules]] header
+    text = (BASE + DISPATCH_TOML).splitlines()
+    assert all(text[step.rule.line - 1] == "[[dispatch.rules]]" for step in steps)
+
+
+@pytest.mark.parametrize(
+    ("rule_body", "message"),
+    [
+        ('name = "a"\ngroup = "nowhere"', "rule dispatch.rules[2] 'a': no group 'nowhere'"),
+        ('name = "a"\ngroup = "vip"\namount = ">> 5"', "amount '>> 5' is not a comparison"),
+        ('name = "a"\ngroup = "vip"\namount = "9..1"', "the range is empty"),
+        ('name = "a"\ngroup = "vip"\nprovnce = "x"', "unknown condition or setting 'provnce'"),
+        ('group = "vip"', "'name' is required"),
+        ('name = "first"\ngroup = "vip"', "another rule has this name"),
+        ('name = "a"\ngroup = "vip"\nprovince = []', "province: an empty list matches nothing"),
+        ('name = "a"\ngroup = "vip"\npriority = "high"', "'priority' must be a whole number"),
+    ],
+)
+def test_bad_rules_are_refused_with_file_line_rule_and_reason(tmp_path, rule_body, message):
+    text = (
+        BASE + "[dispatch.groups.vip]\n\n"
+        '[[dispatch.rules]]\nname = "first"\ngroup = "vip"\n\n'
+        f"[[dispatch.rules]]\n{rule_body}\n"
+    )
+    path = tmp_path / "hub.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        settings_mod.load(path, env={})
+    error = str(caught.value)
+    assert message in error
+    line = int(error.split(":")[1])
+    second_rule = [i for i, t in enumerate(text.splitlines(), 1) if t == "[[dispatch.rules]]"][1]
+    assert line >= second_rule, error  # the faulty rule's own lines, not the first rule's
+    assert error.startswith(f"{path}:")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ('[dispatch]\nroute_on = ["payed"]', "'payed' is not an order status"),
+        ("[dispatch.groups.g]\nescalate_after_minutes = 0", "must be a positive number"),
+        ('[dispatch.operators.ana]\ngroups = ["ghost"]', "no group 'ghost'"),
+        (
+            '[dispatch.operators.ana]\ngroups = "general"\ncapacity = -1',
+            "capacity: must be a whole number",
+        ),
+        (
+            '[dispatch.operators.ana]\ngroups = "general"\nstatus = "busy"',
+            "status: one of working, away, off",
+        ),
+        ("[dispatch]\nrouting = 1", "dispatch.routing: unknown setting"),
+        ("[dispatch.operators.ana]\ncapacity = 3", "groups: required"),
+    ],
+)
+def test_bad_groups_and_operators_are_refused(extra, message):
+    with pytest.raises(ConfigError, match=message):
+        config(extra)
+
+
+def test_no_dispatch_section_means_one_default_group():
+    cfg = settings_mod.parse(BASE, env={}).sections["dispatch"]
+    assert cfg.default_group == "general" and cfg.rules == ()
+    assert cfg.route_on == ("paid",)
+    assert config().group("vip").high_value == Decimal("1000")
