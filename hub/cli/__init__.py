@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from hub.cli import notify, reconcile, serve, users
+from hub.cli import notify, reconcile, rules, serve, users
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,10 +18,11 @@ def cli() -> None:
       orderhook demo                 # hub + demo pushes, prints where to look
       orderhook serve                # the hub on ./orderhook.toml
       orderhook users add ana --role operator
+      orderhook rules explain 4242424242
     """
 
 
-for module in (serve, users, notify, reconcile):
+for module in (serve, users, notify, reconcile, rules):
     for command in module.commands:
         cli.add_command(command)
 
