@@ -243,7 +243,8 @@ def locate(text: str, *keys: str, nth: int = 0) -> int | None:
     table = keys[0] if keys else ""
     found_table = None
     for i, line in enumerate(lines):
-        stripped = line.strip().replace('"', "").replace(" ", "")
+        # a header may carry a trailing comment: `[[dispatch.rules]]  # first match wins`
+        stripped = line.split("#", 1)[0].strip().replace('"', "").replace(" ", "")
         if stripped in (f"[{table}]", f"[[{table}]]"):
             if nth == 0:
                 found_table = i

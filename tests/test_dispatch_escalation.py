@@ -16,15 +16,18 @@ from hub.store import dispatch_sql
 
 pytestmark = pytest.mark.anyio
 
-FAST = DISPATCH_TOML.replace(
+# the config is re-read every 0.05 s; the background escalation scan runs once at start
+# and then hourly, so the tests below call `escalate_due` themselves and see its result
+QUICK_RELOAD = DISPATCH_TOML.replace(
     'notify = ["ops-wecom"]',
-    'notify = ["ops-wecom"]\nescalation_scan_seconds = 0.05\nreload_seconds = 0.05',
+    'notify = ["ops-wecom"]\nescalation_scan_seconds = 3600\nreload_seconds = 0.05',
 )
+FAST_SCAN = QUICK_RELOAD.replace("escalation_scan_seconds = 3600", "escalation_scan_seconds = 0.05")
 
 
 @pytest.fixture
 def settings(write_config):
-    return settings_mod.load(write_config(FAST), env={})
+    return settings_mod.load(write_config(QUICK_RELOAD), env={})
 
 
 def backdate(minutes: float, order_id: str):
@@ -50,6 +53,7 @@ async def test_unclaimed_past_the_group_limit_goes_to_supervisors_and_notifies(h
     await push(client, "paid", "7001", amount="900", province="广东")  # vip, limit 10 min
     await push(client, "paid", "7002", amount="900", province="广东")
     first = await task(hub, "7001", "assigned")
+    await task(hub, "7002")
     await hub.store.write(backdate(11, "7001"))
     await hub.store.write(backdate(9, "7002"))
     escalated = await hub.store.write(escalate.escalate_due, cfg, utcnow())
@@ -74,13 +78,21 @@ async def test_unclaimed_past_the_group_limit_goes_to_supervisors_and_notifies(h
     assert await hub.store.write(escalate.escalate_due, cfg, utcnow()) == []
 
 
-async def test_running_hub_scans_stored_timestamps(settings, client, hub):
-    await push(client, "paid", "7101", amount="10")  # general, limit 30 min
-    await task(hub, "7101", "assigned")
-    await hub.store.write(backdate(31, "7101"))
-    # the running hub's scan (every 0.05 s here) finds it from the stored timestamp
-    assert "unclaimed 31 min" in await eventually(lambda: _escalated(hub, "7101"))
-    assert (await task(hub, "7101"))["queue"] == "supervisor"
+async def test_running_hub_scans_stored_timestamps(write_config):
+    from httpx import ASGITransport, AsyncClient
+
+    from hub.app import create_app
+
+    hub = Hub(settings_mod.load(write_config(FAST_SCAN), env={}))
+    async with hub.running():
+        transport = ASGITransport(app=create_app(hub, lifespan=False))
+        async with AsyncClient(transport=transport, base_url="http://hub") as client:
+            await push(client, "paid", "7101", amount="10")  # general, limit 30 min
+        await task(hub, "7101", "assigned")
+        await hub.store.write(backdate(31, "7101"))
+        # the running hub's own scan (every 0.05 s here) finds it from the stored timestamp
+        assert "unclaimed 31 min" in await eventually(lambda: _escalated(hub, "7101"))
+        assert (await task(hub, "7101"))["queue"] == "supervisor"
 
 
 async def test_escalation_after_restart_from_stored_timestamps(settings):
@@ -133,3 +145,31 @@ async def test_rules_hot_reload_and_a_bad_edit_keeps_the_old_rules(settings, hub
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_stuck_backlog_notifies_once_an_hour(hub, client):
+    for who in ("ana", "bo"):
+        await hub.store.write(dispatch_sql.set_operator_status, who, "away", iso_utc(utcnow()))
+    path = hub.settings.source
+    path.write_text(
+        path.read_text(encoding="utf-8").replace(
+            "[dispatch.groups.general]\nescalate_after_minutes = 30",
+            "[dispatch.groups.general]\nescalate_after_minutes = 30\nbacklog_alert = 2",
+        ),
+        encoding="utf-8",
+    )
+    live = state.of(hub)
+    await eventually(lambda: _true(live.config.group("general").backlog_alert == 2))
+    for n in range(3):
+        await push(client, "paid", f"740{n}", amount="10")
+    await task(hub, "7402")
+    await hub.store.write(escalate.escalate_due, live.config, utcnow())
+    await hub.store.write(escalate.escalate_due, live.config, utcnow())
+    rows = await hub.store.read(
+        lambda c: c.execute(
+            "SELECT target, payload FROM outbox WHERE dedupe_key LIKE 'dispatch:backlog:%'"
+        ).fetchall()
+    )
+    assert len(rows) == 1 and rows[0][0] == "ops-wecom"  # group names none: dispatch.notify
+    payload = json.loads(rows[0][1])
+    assert payload["severity"] == "critical" and "3 tasks wait in general" in payload["text"]

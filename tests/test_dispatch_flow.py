@@ -181,3 +181,58 @@ async def test_cancel_closes_the_task_and_frees_capacity(hub, client):
     await push(client, "cancelled", "9971")
     closed = await task_of(hub, "9971", state="cancelled")
     assert closed["close_reason"] == "order cancelled" and closed["id"] == task["id"]
+
+
+async def test_supervisor_takes_escalated_work_and_hands_it_to_someone(hub, client, tokens):
+    from hub.dispatch import escalate, state
+    from hub.model import utcnow
+
+    await push(client, "paid", "9981", amount="10")
+    task = await task_of(hub, "9981", state="assigned")
+
+    def backdate(conn):
+        conn.execute(
+            "UPDATE tasks SET waiting_since = '2020-01-01T00:00:00.000000Z' WHERE id = ?",
+            (task["id"],),
+        )
+
+    await hub.store.write(backdate)
+    await hub.store.write(escalate.escalate_due, state.of(hub).config, utcnow())
+    r = await client.post(f"/api/tasks/{task['id']}/claim", headers=auth(tokens["bo"]))
+    assert (r.status_code, r.json()["error"]["reason"]) == (403, "supervisor_queue")
+    r = await client.get("/api/tasks?queue=supervisor", headers=auth(tokens["sue"]))
+    assert [t["id"] for t in r.json()] == [task["id"]]
+    r = await client.post(f"/api/tasks/{task['id']}/assign", headers=auth(tokens["bo"]),
+                          json={"operator": "bo"})  # fmt: skip
+    assert r.status_code == 403
+    r = await client.post(f"/api/tasks/{task['id']}/assign", headers=auth(tokens["sue"]),
+                          json={"operator": "ghost"})  # fmt: skip
+    assert (r.status_code, r.json()["error"]["reason"]) == (404, "no_operator")
+    r = await client.post(f"/api/tasks/{task['id']}/assign", headers=auth(tokens["sue"]),
+                          json={"operator": "bo"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert (r.json()["state"], r.json()["assignee"], r.json()["queue"]) == (
+        "assigned",
+        "bo",
+        "group",
+    )
+    r = await client.post(f"/api/tasks/{task['id']}/claim", headers=auth(tokens["bo"]))
+    assert r.json()["state"] == "claimed"
+    r = await client.get(
+        "/api/dispatch/log?platform=standard&shop=acme&order_id=9981", headers=auth(tokens["vic"])
+    )
+    decisions = [row["decision"] for row in r.json()]
+    assert decisions[:4] == ["claimed", "assigned", "notified", "escalated"]
+    assert "handed to bo by supervisor sue" in r.json()[1]["detail"]
+
+
+async def test_operator_status_refusals_and_load_listing(hub, client, tokens):
+    r = await client.post("/api/operators/me/status", headers=auth(tokens["ana"]),
+                          json={"status": "napping"})  # fmt: skip
+    assert (r.status_code, r.json()["error"]["reason"]) == (400, "bad_status")
+    r = await client.post("/api/operators/me/status", headers=auth(tokens["ana"]), content=b"{")
+    assert (r.status_code, r.json()["error"]["reason"]) == (400, "bad_body")
+    r = await client.get("/api/operators", headers=auth(tokens["ana"]))
+    assert {(o["name"], o["capacity"], o["status"]) for o in r.json()} == {
+        ("ana", 2, "working"), ("bo", 2, "working"), ("cy", 1, "working")
+    }  # fmt: skip

@@ -131,3 +131,14 @@ def test_no_dispatch_section_means_one_default_group():
     assert cfg.default_group == "general" and cfg.rules == ()
     assert cfg.route_on == ("paid",)
     assert config().group("vip").high_value == Decimal("1000")
+
+
+def test_lines_are_found_past_trailing_comments_and_the_example_config_loads():
+    from importlib.resources import files
+
+    text = files("hub").joinpath("example.toml").read_text(encoding="utf-8")
+    cfg = settings_mod.parse(text, env={}).sections["dispatch"]
+    (rule,) = cfg.rules
+    assert text.splitlines()[rule.line - 1].startswith("[[dispatch.rules]]  ")
+    assert rules.route(cfg, facts(amount="500")).group == "priority"
+    assert set(cfg.operators) == {"ana", "bo"}
