@@ -236,3 +236,28 @@ async def test_operator_status_refusals_and_load_listing(hub, client, tokens):
     assert {(o["name"], o["capacity"], o["status"]) for o in r.json()} == {
         ("ana", 2, "working"), ("bo", 2, "working"), ("cy", 1, "working")
     }  # fmt: skip
+
+
+async def test_going_away_hands_unclaimed_work_to_someone_else(hub, client, tokens):
+    await push(client, "paid", "9991", amount="10")
+    task = await task_of(hub, "9991", state="assigned")
+    holder = task["assignee"]
+    other = "bo" if holder == "ana" else "ana"
+    r = await client.post("/api/operators/me/status", headers=auth(tokens[holder]),
+                          json={"status": "away"})  # fmt: skip
+    assert r.status_code == 200
+    moved = await task_of(hub, "9991", state="assigned")
+    assert moved["assignee"] == other and moved["waiting_since"] == task["waiting_since"]
+    log = await hub.store.read(
+        lambda c: dispatch_sql.decisions(c, key=("standard", "acme", "9991"))
+    )
+    withdrawn = next(row for row in log if row["decision"] == "withdrawn")
+    assert withdrawn["detail"] == f"{holder} is away; back in the queue unclaimed"
+
+
+async def test_shipping_closes_the_task_as_done(hub, client):
+    await push(client, "paid", "9992", amount="10")
+    await task_of(hub, "9992", state="assigned")
+    await push(client, "shipped", "9992")
+    done = await task_of(hub, "9992", state="done")
+    assert done["close_reason"] == "order shipped"

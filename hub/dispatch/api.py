@@ -162,6 +162,8 @@ def hand_to(
     op = dispatch_sql.get_operator(conn, name)
     if op is None:
         raise Refused(404, "no_operator", f"no operator {name!r} in the config")
+    if op["status"] != "working":
+        raise Refused(409, "operator_unavailable", f"{name} is {op['status']}")
     if op["open"] >= op["capacity"] and task["assignee"] != name:
         raise Refused(409, "over_capacity", f"{name} has {op['open']}/{op['capacity']} open tasks")
     now = iso_utc(utcnow())

@@ -55,10 +55,15 @@ def describe_group(loads: list[dict[str, Any]], group: str) -> str:
 
 def hand_out(conn: sqlite3.Connection, config: DispatchConfig, now: str) -> list[Assignment]:
     """Give queued tasks to available operators until the queues or capacity run out."""
+    withdraw_unavailable(conn, now)
     done: list[Assignment] = []
     for group in sorted(dispatch_sql.groups_with_queue(conn)):
         loads = dispatch_sql.operator_loads(conn)
-        for task in dispatch_sql.queued_tasks(conn, group):
+        free = sum(op["capacity"] - op["open"] for op in loads if available(op, group))
+        if not free:
+            continue  # a full group: its queue is not even read (it may be long tonight)
+        # a few more than the free seats, for tasks skipped because who is free released them
+        for task in dispatch_sql.queued_tasks(conn, group, limit=free + 32):
             op = pick(loads, group, skip=task["released_by"])
             if op is None:
                 if pick(loads, group) is None:
@@ -74,6 +79,21 @@ def hand_out(conn: sqlite3.Connection, config: DispatchConfig, now: str) -> list
             op["last_assigned_seq"] = max(o["last_assigned_seq"] for o in loads) + 1
             done.append(Assignment(task["id"], op["name"], group, why))
     return done
+
+
+def withdraw_unavailable(conn: sqlite3.Connection, now: str) -> int:
+    """Tasks assigned to someone who went away (or left the config) and did not claim
+    them go back to their queue, keeping their escalation clock."""
+    held = dispatch_sql.held_by_unavailable(conn)
+    for task in held:
+        dispatch_sql.requeue_task(conn, task["id"], now, queue=task["queue"], keep_clock=True)
+        why = "no longer configured" if not task["configured"] else task["operator_status"]
+        dispatch_sql.log(
+            conn, "withdrawn", now, key=(task["platform"], task["shop"], task["order_id"]),
+            task_id=task["id"], group=task["grp"], operator=task["assignee"],
+            detail=f"{task['assignee']} is {why}; back in the queue unclaimed",
+        )  # fmt: skip
+    return len(held)
 
 
 def give(conn: sqlite3.Connection, task: dict[str, Any], operator: str, why: str, now: str) -> None:

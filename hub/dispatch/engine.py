@@ -84,7 +84,9 @@ def close_for_order(conn: sqlite3.Connection, key: OrderKey, reason: str, now: s
     task = dispatch_sql.task_for_order(conn, key)
     if task is None or task["state"] not in dispatch_sql.OPEN_STATES:
         return None
-    dispatch_sql.close_task(conn, task["id"], "cancelled", reason, now)
+    # shipped: the work got done (perhaps outside orderhook); otherwise there is none left
+    state = "done" if reason.endswith("shipped") else "cancelled"
+    dispatch_sql.close_task(conn, task["id"], state, reason, now)
     dispatch_sql.log(
         conn, "closed", now, key=key, task_id=task["id"], group=task["grp"],
         operator=task["assignee"], detail=f"task closed: {reason}",

@@ -15,9 +15,12 @@ does not mention keeps its earlier value), so an address change moves the provin
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import connectors
+
+log = logging.getLogger("orderhook.dispatch")
 
 TEXT_KEYS = ("province", "city", "warehouse")
 LIST_KEYS = ("skus", "categories", "buyer_tags", "flags")
@@ -27,8 +30,14 @@ def extract(platform: str, payload: Any) -> dict[str, Any]:
     """Facts one event's payload states (keys it does not state are absent)."""
     connector = connectors.get(platform)
     own = getattr(connector, "order_facts", None)
-    raw = own(payload) if own is not None else _generic(payload)
-    return normalise(raw or {})
+    try:
+        raw = own(payload) if own is not None else _generic(payload)
+    except Exception:  # one odd payload must not stop the stage for every order after it
+        log.exception(
+            "order facts of a %s payload could not be read; routing without them", platform
+        )
+        raw = {}
+    return normalise(raw if isinstance(raw, dict) else {})
 
 
 def _generic(payload: Any) -> dict[str, Any]:

@@ -84,12 +84,12 @@ def create_task(
     return int(cur.lastrowid or 0)
 
 
-def queued_tasks(conn: sqlite3.Connection, group: str) -> list[dict[str, Any]]:
-    """The group queue, in hand-out order: priority first, then oldest."""
+def queued_tasks(conn: sqlite3.Connection, group: str, limit: int) -> list[dict[str, Any]]:
+    """The head of the group queue, in hand-out order: priority first, then oldest."""
     cur = conn.execute(
         f"SELECT {TASK_COLUMNS} FROM tasks WHERE state = 'queued' AND queue = 'group' "
-        "AND grp = ? ORDER BY priority DESC, waiting_since, id",
-        (group,),
+        "AND grp = ? ORDER BY priority DESC, waiting_since, id LIMIT ?",
+        (group, limit),
     )
     return _rows(cur)
 
@@ -125,14 +125,29 @@ def requeue_task(
     queue: str = "group",
     released_by: str | None = None,
     escalated: bool = False,
+    keep_clock: bool = False,
 ) -> None:
+    """Back to a queue, held by nobody. The escalation clock restarts unless the task is
+    being escalated or merely withdrawn from someone who became unavailable."""
+    keep = escalated or keep_clock
     conn.execute(
         "UPDATE tasks SET state = 'queued', queue = ?, assignee = NULL, claimed_at = NULL, "
         "waiting_since = CASE WHEN ? THEN waiting_since ELSE ? END, "
         "released_by = coalesce(?, released_by), "
         "escalated_at = CASE WHEN ? THEN ? ELSE escalated_at END, updated_at = ? WHERE id = ?",
-        (queue, escalated, now, released_by, escalated, now, now, task_id),
+        (queue, keep, now, released_by, escalated, now, now, task_id),
     )
+
+
+def held_by_unavailable(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Assigned, unclaimed tasks whose operator is away, off or no longer configured."""
+    columns = ", ".join(f"t.{c.strip()}" for c in TASK_COLUMNS.split(","))
+    cur = conn.execute(
+        f"SELECT {columns}, o.status AS operator_status, o.configured FROM tasks t "
+        "JOIN operators o ON o.name = t.assignee "
+        "WHERE t.state = 'assigned' AND (o.status != 'working' OR o.configured = 0)"
+    )
+    return _rows(cur)
 
 
 def close_task(conn: sqlite3.Connection, task_id: int, state: str, reason: str, now: str) -> None:

@@ -257,8 +257,16 @@ def m0007_dispatch(db: Database) -> None:
         )
         """
     )
-    db.execute("CREATE INDEX tasks_open ON tasks(state, grp, priority, created_at)")
+    # the group queue in hand-out order, read from the head
+    db.execute(
+        "CREATE INDEX tasks_queue ON tasks(state, queue, grp, priority DESC, waiting_since, id)"
+    )
     db.execute("CREATE INDEX tasks_assignee ON tasks(assignee, state)")
+    # the escalation scan: open, unclaimed, not yet escalated, oldest first
+    db.execute(
+        "CREATE INDEX tasks_unescalated ON tasks(grp, waiting_since) "
+        "WHERE escalated_at IS NULL AND state IN ('queued', 'assigned')"
+    )
     # Every dispatch decision, findable by ops: routed, assigned, queued, escalated, ...
     db.execute(
         """
