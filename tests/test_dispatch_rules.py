@@ -3,10 +3,13 @@ file order; explained condition by condition."""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
 from dispatch_support import DISPATCH_TOML
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hub import settings as settings_mod
 from hub.dispatch import rules
@@ -142,3 +145,40 @@ def test_lines_are_found_past_trailing_comments_and_the_example_config_loads():
     assert text.splitlines()[rule.line - 1].startswith("[[dispatch.rules]]  ")
     assert rules.route(cfg, facts(amount="500")).group == "priority"
     assert set(cfg.operators) == {"ana", "bo"}
+
+
+VALUES = ["a", "b", "c", "广东"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    specs=st.lists(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "province": st.lists(st.sampled_from(VALUES), min_size=1, max_size=2),
+                "sku": st.lists(st.sampled_from(VALUES), min_size=1, max_size=3),
+                "flags": st.sampled_from(VALUES),
+                "amount": st.sampled_from(["> 5", "<= 5", "1..9"]),
+            },
+        ),
+        max_size=8,
+    ),
+    province=st.none() | st.sampled_from(VALUES),
+    skus=st.lists(st.sampled_from(VALUES), max_size=3),
+    flags=st.lists(st.sampled_from(VALUES), max_size=2),
+    amount=st.none() | st.integers(0, 12),
+)
+def test_the_rule_index_picks_what_walking_every_rule_picks(specs, province, skus, flags, amount):
+    text = "[dispatch.groups.g]\n"
+    for n, spec in enumerate(specs):
+        text += f'[[dispatch.rules]]\nname = "r{n}"\ngroup = "g"\n'
+        for key, value in spec.items():
+            text += f"{key} = {json.dumps(value, ensure_ascii=False)}\n"
+    cfg = config(text)
+    order_facts = {"skus": skus, "flags": flags}
+    if province is not None:
+        order_facts["province"] = province
+    seen = facts(amount=amount, facts=order_facts)
+    _steps, walked = rules.explain(cfg, seen)
+    assert rules.route(cfg, seen) == walked

@@ -7,6 +7,7 @@ Pure functions over an order's facts, so the live stage, `orderhook rules explai
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from hub.dispatch.config import Condition, DispatchConfig, Rule
@@ -43,11 +44,12 @@ class Step:
 
 def order_facts(order: dict[str, Any]) -> dict[str, Any]:
     """The facts rules read: stored facts plus platform, shop and amount."""
+    amount = order.get("amount")
     return {
         **(order.get("facts") or {}),
         "platform": order["platform"],
         "shop": order["shop"],
-        "amount": order.get("amount"),
+        "amount": None if amount is None else Decimal(str(amount)),
     }
 
 
@@ -59,7 +61,8 @@ def first_failure(rule: Rule, facts: dict[str, Any]) -> Condition | None:
 
 
 def route(config: DispatchConfig, facts: dict[str, Any]) -> Route:
-    for rule in config.rules:
+    for position in config.rule_index.candidates(facts):
+        rule = config.rules[position]
         if first_failure(rule, facts) is None:
             return Route(rule.group, rule.name, rule.priority)
     return Route(config.default_group, None, 0)
