@@ -194,6 +194,7 @@ def m0007_dispatch(db: Database) -> None:
     db.execute("ALTER TABLE orders ADD COLUMN facts TEXT NOT NULL DEFAULT '{}'")
     db.execute("ALTER TABLE orders ADD COLUMN route_group TEXT")
     db.execute("ALTER TABLE orders ADD COLUMN route_rule TEXT")
+    db.execute("CREATE INDEX orders_status ON orders(status)")  # the board counts open stages
     # Every status change (and every status-bearing event that changed nothing, applied=0),
     # with the event or the dispatch decision that caused it.
     db.execute(
