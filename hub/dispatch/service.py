@@ -14,7 +14,6 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-from hub import orders
 from hub.dispatch import engine, escalate, state
 from hub.model import utcnow
 
@@ -22,6 +21,11 @@ if TYPE_CHECKING:
     from hub.runtime import Hub
 
 log = logging.getLogger("orderhook.dispatch")
+
+# events per dispatch job: the job shares the writer's transaction with the pushes
+# waiting for their ack, so a backlog is worked off in slices (~0.5 ms an event)
+# instead of one long transaction that would hold those acks back
+BATCH = 100
 
 
 async def run(hub: Hub) -> None:
@@ -33,14 +37,14 @@ async def run(hub: Hub) -> None:
         wake.clear()
         try:
             while True:
-                result = await hub.store.write(engine.process, live.config)
+                result = await hub.store.write(engine.process, live.config, BATCH)
                 if result.applied or result.assigned:
                     counts = hub.metrics.dispatch_decisions
                     counts.labels("routed").inc(len(result.routed))
                     counts.labels("assigned").inc(len(result.assigned))
                     counts.labels("closed").inc(len(result.closed))
                     live.pulse.beat()
-                if result.applied < orders.BATCH:
+                if result.applied < BATCH:
                     break
         except Exception:
             log.exception("dispatching committed events failed; retrying")
