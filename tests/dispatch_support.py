@@ -4,17 +4,12 @@ Standard Webhooks pushes carrying order facts, and a wait for the post-commit st
 from __future__ import annotations
 
 import asyncio
-import json
-import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import httpx
 
-from connectors import standard
-
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+from tests.helpers import order_body, signed
 
 DISPATCH_TOML = """
 [dispatch]
@@ -65,21 +60,15 @@ T = TypeVar("T")
 
 
 def push_body(kind: str, order_id: str, amount: str = "99.00", **data: Any) -> bytes:
-    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    envelope = {
-        "type": f"order.{kind}",
-        "timestamp": now,
-        "data": {"order_id": order_id, "amount": amount, "currency": "CNY", **data},
-    }
-    return json.dumps(envelope, ensure_ascii=False).encode()
+    """A Standard Webhooks order event whose `data` carries order facts."""
+    return order_body(f"order.{kind}", order_id, amount=amount, **data)
 
 
 async def push(
     client: httpx.AsyncClient, kind: str, order_id: str, amount: str = "99.00", **data: Any
 ) -> httpx.Response:
     body = push_body(kind, order_id, amount, **data)
-    headers = standard.sign_headers(SECRET, "msg_" + uuid.uuid4().hex, body)
-    response = await client.post("/webhooks/standard/acme", content=body, headers=headers)
+    response = await client.post("/webhooks/standard/acme", content=body, headers=signed(body))
     assert response.status_code == 200, response.text
     return response
 

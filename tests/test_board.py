@@ -4,17 +4,16 @@ stream delivering a new push without a reload (over a real uvicorn)."""
 from __future__ import annotations
 
 import json
-import uuid
 
 import httpx
 import pytest
-from dispatch_support import DISPATCH_TOML, eventually, push, push_body
 
-from connectors import standard
 from hub import settings as settings_mod
 from hub.auth import issue_token
 from hub.store import Store, dispatch_sql
 from hub.store.outbox_sql import enqueue
+from tests.dispatch_support import DISPATCH_TOML, eventually, push, push_body
+from tests.helpers import signed
 
 pytestmark = pytest.mark.anyio
 
@@ -52,9 +51,7 @@ async def test_snapshot_shows_backlog_load_rejections_and_dead_rows(hub, client,
         lambda: hub.store.read(lambda c: len(dispatch_sql.list_tasks(c, states=("assigned",))) == 4)
     )
     body = push_body("paid", "6699")
-    headers = standard.sign_headers(
-        "whsec_d3JvbmctZGVtby1zZWNyZXQ=", "msg_" + uuid.uuid4().hex, body
-    )
+    headers = signed(body, secret="whsec_d3JvbmctZGVtby1zZWNyZXQ=")
     assert (
         await client.post("/webhooks/standard/acme", content=body, headers=headers)
     ).status_code == 401
@@ -107,9 +104,7 @@ def test_event_stream_carries_a_new_push_without_a_reload(live_hub, settings):
         snapshots = read_snapshots(stream.iter_lines())
         assert next(snapshots)["recent_tasks"] == []
         body = push_body("paid", "5551", amount="900", province="广东")
-        headers = standard.sign_headers(
-            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_" + uuid.uuid4().hex, body
-        )
+        headers = signed(body)
         assert (
             http.post("/webhooks/standard/acme", content=body, headers=headers).status_code == 200
         )

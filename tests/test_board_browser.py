@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 
 import httpx
 import pytest
-from dispatch_support import DISPATCH_TOML, SECRET, push_body
 
-from connectors import standard
 from hub import settings as settings_mod
 from hub.auth import issue_token
 from hub.store import Store
+from tests.dispatch_support import DISPATCH_TOML, push_body
+from tests.helpers import signed
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +55,7 @@ def test_push_appears_on_the_open_board_without_reload(live_hub, settings, chrom
             page.on("framenavigated", lambda frame: navigations.append(frame.url))
 
             body = push_body("paid", "4242424242", amount="888.00", province="浙江")
-            headers = standard.sign_headers(SECRET, "msg_" + uuid.uuid4().hex, body)
+            headers = signed(body)
             with httpx.Client(base_url=url) as http:
                 assert (
                     http.post("/webhooks/standard/acme", content=body, headers=headers).status_code

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
-from dispatch_support import DISPATCH_TOML, eventually, push
 
 from hub import settings as settings_mod
 from hub.cli import cli
 from hub.store import dispatch_sql
+from tests.dispatch_support import DISPATCH_TOML, eventually, push
 
 pytestmark = pytest.mark.anyio
 

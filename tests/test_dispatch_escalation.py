@@ -6,13 +6,13 @@ import json
 from datetime import timedelta
 
 import pytest
-from dispatch_support import DISPATCH_TOML, eventually, push
 
 from hub import settings as settings_mod
 from hub.dispatch import escalate, state
 from hub.model import iso_utc, utcnow
 from hub.runtime import Hub
 from hub.store import dispatch_sql
+from tests.dispatch_support import DISPATCH_TOML, eventually, push
 
 pytestmark = pytest.mark.anyio
 

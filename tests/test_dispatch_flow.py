@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from dispatch_support import DISPATCH_TOML, eventually, push
 
 from hub import settings as settings_mod
 from hub.auth import issue_token
 from hub.store import Store, dispatch_sql, orders_sql
+from tests.dispatch_support import DISPATCH_TOML, eventually, push
 
 pytestmark = pytest.mark.anyio
 

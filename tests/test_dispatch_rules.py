@@ -7,13 +7,13 @@ import json
 from decimal import Decimal
 
 import pytest
-from dispatch_support import DISPATCH_TOML
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub import settings as settings_mod
 from hub.dispatch import rules
 from hub.settings import ConfigError
+from tests.dispatch_support import DISPATCH_TOML
 
 BASE = '[shops.acme]\nplatform = "standard"\nsecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"\n'
 

@@ -4,10 +4,10 @@ every status-bearing event leaves a transition row with the event that caused it
 from __future__ import annotations
 
 import pytest
-from dispatch_support import eventually, push
 
 from hub import orders
 from hub.store import orders_sql, queries
+from tests.dispatch_support import eventually, push
 
 pytestmark = pytest.mark.anyio
 
