@@ -61,6 +61,18 @@ class Metrics:
             ["decision"],
             registry=self.registry,
         )
+        self.dispatch_waiting = Gauge(
+            "orderhook_dispatch_waiting_tasks",
+            "Open tasks nobody has claimed, per group and queue (group | supervisor)",
+            ["group", "queue"],
+            registry=self.registry,
+        )
+        self.dispatch_oldest = Gauge(
+            "orderhook_dispatch_oldest_unclaimed_seconds",
+            "Age of the oldest unclaimed task per group (0 when none waits)",
+            ["group"],
+            registry=self.registry,
+        )
 
         self.forensics = Counter(
             "orderhook_signature_forensics",

@@ -8,10 +8,11 @@ from datetime import timedelta
 import pytest
 
 from hub import settings as settings_mod
+from hub.auth import issue_token
 from hub.dispatch import escalate, state
 from hub.model import iso_utc, utcnow
 from hub.runtime import Hub
-from hub.store import dispatch_sql
+from hub.store import Store, dispatch_sql
 from tests.dispatch_support import DISPATCH_TOML, eventually, push
 
 pytestmark = pytest.mark.anyio
@@ -93,6 +94,11 @@ async def test_running_hub_scans_stored_timestamps(write_config):
         # the running hub's own scan (every 0.05 s here) finds it from the stored timestamp
         assert "unclaimed 31 min" in await eventually(lambda: _escalated(hub, "7101"))
         assert (await task(hub, "7101"))["queue"] == "supervisor"
+        line = b'orderhook_dispatch_waiting_tasks{group="general",queue="supervisor"} 1.0'
+        await eventually(lambda: _true(line in hub.metrics.render()))
+        assert (
+            b'orderhook_dispatch_oldest_unclaimed_seconds{group="vip"} 0.0' in hub.metrics.render()
+        )
 
 
 async def test_escalation_after_restart_from_stored_timestamps(settings):
@@ -138,6 +144,9 @@ async def test_rules_hot_reload_and_a_bad_edit_keeps_the_old_rules(settings, hub
     log = await hub.store.read(lambda c: dispatch_sql.decisions(c, limit=50))
     rejected = [r for r in log if r["decision"] == "rules_rejected"]
     assert rejected and "nowhere" in rejected[0]["detail"]
+    token = Store(settings.db).run(issue_token, "wall", "viewer")
+    board = (await client.get(f"/board/snapshot?token={token}")).json()["rules"]
+    assert board["count"] == 4 and str(path) in board["error"] and "nowhere" in board["error"]
 
     path.write_text(text, encoding="utf-8")  # fixed: back to three rules, error cleared
     await eventually(lambda: _true(live.error is None and len(live.config.rules) == 3))

@@ -182,3 +182,21 @@ def test_the_rule_index_picks_what_walking_every_rule_picks(specs, province, sku
     seen = facts(amount=amount, facts=order_facts)
     _steps, walked = rules.explain(cfg, seen)
     assert rules.route(cfg, seen) == walked
+
+
+def test_every_dispatch_setting_and_condition_is_documented():
+    from pathlib import Path
+
+    from hub.dispatch import config as dispatch_config
+
+    doc = (Path(__file__).parent.parent / "docs" / "dispatch.md").read_text(encoding="utf-8")
+    keys = (
+        dispatch_config.TOP_KEYS
+        | dispatch_config.GROUP_KEYS
+        | dispatch_config.OPERATOR_KEYS
+        | dispatch_config.RULE_KEYS
+    ) - {"groups", "operators", "rules"}
+    missing = sorted(k for k in keys if f"`{k}`" not in doc and f"\n{k} =" not in doc)
+    assert missing == []
+    for command in ("orderhook rules explain", "orderhook rules test"):
+        assert command in doc

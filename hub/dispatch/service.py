@@ -15,7 +15,8 @@ import logging
 from typing import TYPE_CHECKING
 
 from hub.dispatch import engine, escalate, state
-from hub.model import utcnow
+from hub.model import parse_iso, utcnow
+from hub.store import dispatch_sql
 
 if TYPE_CHECKING:
     from hub.runtime import Hub
@@ -60,6 +61,7 @@ async def run_escalation(hub: Hub) -> None:
             if escalated:
                 hub.metrics.dispatch_decisions.labels("escalated").inc(len(escalated))
                 live.pulse.beat()
+            await _gauge_queues(hub)
         except Exception:
             log.exception("escalation scan failed; retrying")
         await asyncio.sleep(live.config.escalation_scan_seconds)
@@ -73,3 +75,17 @@ async def watch_config(hub: Hub) -> None:
             await state.reload_if_changed(hub)
         except Exception:
             log.exception("checking the config file for changes failed")
+
+
+async def _gauge_queues(hub: Hub) -> None:
+    """Queue sizes and the oldest unclaimed age, for alerting from Prometheus."""
+    now = utcnow()
+    oldest: dict[str, float] = {name: 0.0 for name in state.of(hub).config.groups}
+    waiting = hub.metrics.dispatch_waiting
+    waiting.clear()
+    for group, queue, count, since in await hub.store.read(dispatch_sql.waiting_by_group):
+        waiting.labels(group, queue).set(count)
+        age = (now - parse_iso(since)).total_seconds()
+        oldest[group] = max(oldest.get(group, 0.0), age)
+    for group, age in oldest.items():
+        hub.metrics.dispatch_oldest.labels(group).set(age)

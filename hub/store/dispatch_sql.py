@@ -205,6 +205,15 @@ def open_task_groups(conn: sqlite3.Connection) -> list[str]:
     return [r[0] for r in rows]
 
 
+def waiting_by_group(conn: sqlite3.Connection) -> list[tuple[str, str, int, str]]:
+    """(group, queue, unclaimed tasks, oldest waiting_since) for the metrics."""
+    rows = conn.execute(
+        "SELECT grp, queue, count(*), min(waiting_since) FROM tasks "
+        "WHERE state IN ('queued', 'assigned') GROUP BY grp, queue"
+    ).fetchall()
+    return [(g, q, int(n), oldest) for g, q, n, oldest in rows]
+
+
 def queue_length(conn: sqlite3.Connection, group: str) -> int:
     return int(
         conn.execute(
