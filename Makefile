@@ -27,6 +27,9 @@ browser:
 	    echo "chromium is missing: the browser test will be skipped (apt-get install chromium)"; \
 	  fi; }
 
+bench: $(BIN)/.installed
+	$(BIN)/python bench/dispatch.py
+
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -201,10 +201,19 @@ def main() -> None:
         }
         port = free_port()
         server = subprocess.Popen(
-            [sys.executable, "-c", "from hub.cli import main; main()", "serve",
-             "--config", str(path), "--port", str(port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-c",
+                "from hub.cli import main; main()",
+                "serve",
+                "--config",
+                str(path),
+                "--port",
+                str(port),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             url = f"http://127.0.0.1:{port}"
             wait_ready(url)

@@ -114,9 +114,16 @@ def apply_event(conn: sqlite3.Connection, ev: dict[str, Any], now: str) -> Chang
         if row is None and status is None:
             note = "first event carries no status"
         orders_sql.add_transition(
-            conn, key, before=before, after=status or after, applied=moved, event_id=ev["id"],
-            cause=cause, note=note, now=now,
-        )  # fmt: skip
+            conn,
+            key,
+            before=before,
+            after=status or after,
+            applied=moved,
+            event_id=ev["id"],
+            cause=cause,
+            note=note,
+            now=now,
+        )
     amount = ev["amount"] if ev["amount"] is not None or row is None else row["amount"]
     return Change(key, ev["id"], ev["kind"], before, after, moved, amount, merged)
 
@@ -133,9 +140,16 @@ def advance(conn: sqlite3.Connection, key: OrderKey, status: str, cause: str) ->
     now = iso_utc(utcnow())
     orders_sql.set_status(conn, key, status, now)
     orders_sql.add_transition(
-        conn, key, before=row["status"], after=status, applied=True, event_id=None,
-        cause=cause, note=None, now=now,
-    )  # fmt: skip
+        conn,
+        key,
+        before=row["status"],
+        after=status,
+        applied=True,
+        event_id=None,
+        cause=cause,
+        note=None,
+        now=now,
+    )
     return True
 
 

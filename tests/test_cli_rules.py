@@ -30,8 +30,14 @@ async def routed(hub, *order_ids):
 
 
 async def test_explain_names_the_rule_and_each_failed_condition(hub, client, settings):
-    await push(client, "paid", "3301", amount="20", province="广东",
-               items=[{"sku": "P-1", "category": "phones"}])  # fmt: skip
+    await push(
+        client,
+        "paid",
+        "3301",
+        amount="20",
+        province="广东",
+        items=[{"sku": "P-1", "category": "phones"}],
+    )
     await routed(hub, "3301")
     result = CliRunner().invoke(cli, ["rules", "explain", "3301", "-c", str(settings.source)])
     assert result.exit_code == 0, result.output

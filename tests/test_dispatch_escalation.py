@@ -106,8 +106,14 @@ async def test_escalation_after_restart_from_stored_timestamps(settings):
     async with first.running():
 
         def make(conn):
-            dispatch_sql.create_task(conn, ("standard", "acme", "7201"), "general", 0, None,
-                                     iso_utc(utcnow() - timedelta(minutes=45)))  # fmt: skip
+            dispatch_sql.create_task(
+                conn,
+                ("standard", "acme", "7201"),
+                "general",
+                0,
+                None,
+                iso_utc(utcnow() - timedelta(minutes=45)),
+            )
 
         await first.store.write(make)
     second = Hub(settings)

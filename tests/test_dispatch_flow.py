@@ -26,9 +26,14 @@ def tokens(settings):
     store = Store(settings.db)
     return {
         name: store.run(issue_token, name, role)
-        for name, role in (("ana", "operator"), ("bo", "operator"), ("cy", "operator"),
-                           ("sue", "supervisor"), ("vic", "viewer"))
-    }  # fmt: skip
+        for name, role in (
+            ("ana", "operator"),
+            ("bo", "operator"),
+            ("cy", "operator"),
+            ("sue", "supervisor"),
+            ("vic", "viewer"),
+        )
+    }
 
 
 def auth(token: str) -> dict[str, str]:
@@ -154,11 +159,13 @@ async def test_away_operator_gets_nothing_and_back_gets_the_queue(hub, client, t
         assert r.status_code == 200 and r.json()["status"] == "away"
     await push(client, "paid", "9951", amount="10.00")
     assert (await task_of(hub, "9951"))["state"] == "queued"
-    r = await client.post("/api/operators/bo/status", headers=auth(tokens["ana"]),
-                          json={"status": "working"})  # fmt: skip
+    r = await client.post(
+        "/api/operators/bo/status", headers=auth(tokens["ana"]), json={"status": "working"}
+    )
     assert (r.status_code, r.json()["error"]["reason"]) == (403, "forbidden")
-    r = await client.post("/api/operators/bo/status", headers=auth(tokens["sue"]),
-                          json={"status": "working"})  # fmt: skip
+    r = await client.post(
+        "/api/operators/bo/status", headers=auth(tokens["sue"]), json={"status": "working"}
+    )
     assert r.status_code == 200
     assert (await task_of(hub, "9951", state="assigned"))["assignee"] == "bo"
 
@@ -202,14 +209,17 @@ async def test_supervisor_takes_escalated_work_and_hands_it_to_someone(hub, clie
     assert (r.status_code, r.json()["error"]["reason"]) == (403, "supervisor_queue")
     r = await client.get("/api/tasks?queue=supervisor", headers=auth(tokens["sue"]))
     assert [t["id"] for t in r.json()] == [task["id"]]
-    r = await client.post(f"/api/tasks/{task['id']}/assign", headers=auth(tokens["bo"]),
-                          json={"operator": "bo"})  # fmt: skip
+    r = await client.post(
+        f"/api/tasks/{task['id']}/assign", headers=auth(tokens["bo"]), json={"operator": "bo"}
+    )
     assert r.status_code == 403
-    r = await client.post(f"/api/tasks/{task['id']}/assign", headers=auth(tokens["sue"]),
-                          json={"operator": "ghost"})  # fmt: skip
+    r = await client.post(
+        f"/api/tasks/{task['id']}/assign", headers=auth(tokens["sue"]), json={"operator": "ghost"}
+    )
     assert (r.status_code, r.json()["error"]["reason"]) == (404, "no_operator")
-    r = await client.post(f"/api/tasks/{task['id']}/assign", headers=auth(tokens["sue"]),
-                          json={"operator": "bo"})  # fmt: skip
+    r = await client.post(
+        f"/api/tasks/{task['id']}/assign", headers=auth(tokens["sue"]), json={"operator": "bo"}
+    )
     assert r.status_code == 200, r.text
     assert (r.json()["state"], r.json()["assignee"], r.json()["queue"]) == (
         "assigned",
@@ -227,15 +237,18 @@ async def test_supervisor_takes_escalated_work_and_hands_it_to_someone(hub, clie
 
 
 async def test_operator_status_refusals_and_load_listing(hub, client, tokens):
-    r = await client.post("/api/operators/me/status", headers=auth(tokens["ana"]),
-                          json={"status": "napping"})  # fmt: skip
+    r = await client.post(
+        "/api/operators/me/status", headers=auth(tokens["ana"]), json={"status": "napping"}
+    )
     assert (r.status_code, r.json()["error"]["reason"]) == (400, "bad_status")
     r = await client.post("/api/operators/me/status", headers=auth(tokens["ana"]), content=b"{")
     assert (r.status_code, r.json()["error"]["reason"]) == (400, "bad_body")
     r = await client.get("/api/operators", headers=auth(tokens["ana"]))
     assert {(o["name"], o["capacity"], o["status"]) for o in r.json()} == {
-        ("ana", 2, "working"), ("bo", 2, "working"), ("cy", 1, "working")
-    }  # fmt: skip
+        ("ana", 2, "working"),
+        ("bo", 2, "working"),
+        ("cy", 1, "working"),
+    }
 
 
 async def test_going_away_hands_unclaimed_work_to_someone_else(hub, client, tokens):
@@ -243,8 +256,9 @@ async def test_going_away_hands_unclaimed_work_to_someone_else(hub, client, toke
     task = await task_of(hub, "9991", state="assigned")
     holder = task["assignee"]
     other = "bo" if holder == "ana" else "ana"
-    r = await client.post("/api/operators/me/status", headers=auth(tokens[holder]),
-                          json={"status": "away"})  # fmt: skip
+    r = await client.post(
+        "/api/operators/me/status", headers=auth(tokens[holder]), json={"status": "away"}
+    )
     assert r.status_code == 200
     moved = await task_of(hub, "9991", state="assigned")
     assert moved["assignee"] == other and moved["waiting_since"] == task["waiting_since"]

@@ -45,9 +45,13 @@ async def page(request: Request) -> Response:
     if token:
         response: Response = RedirectResponse("/board", status_code=303)
         response.set_cookie(
-            BOARD_COOKIE, token, httponly=True, samesite="strict", path="/board",
+            BOARD_COOKIE,
+            token,
+            httponly=True,
+            samesite="strict",
+            path="/board",
             secure=request.url.scheme == "https",
-        )  # fmt: skip
+        )
         return response
     return HTMLResponse(PAGE.read_text(encoding="utf-8"), headers={"cache-control": "no-store"})
 

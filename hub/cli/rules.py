@@ -51,16 +51,22 @@ def explain(order_id: str, shop: str | None, config: Path, db: Path | None) -> N
             click.echo(f"  no rule matched -> default group {chosen.group}")
         stored = order["route_group"]
         if stored is None:
-            click.echo("  not routed yet (a task is made when the order reaches: "
-                       f"{', '.join(cfg.route_on)})")  # fmt: skip
+            click.echo(
+                "  not routed yet (a task is made when the order reaches: "
+                f"{', '.join(cfg.route_on)})"
+            )
         elif (stored, order["route_rule"]) != (chosen.group, chosen.rule):
-            click.echo(f"  routed earlier to {stored} by {_rule(order['route_rule'])}; "
-                       "the rules have changed since")  # fmt: skip
+            click.echo(
+                f"  routed earlier to {stored} by {_rule(order['route_rule'])}; "
+                "the rules have changed since"
+            )
         task = store.run(dispatch_sql.task_for_order, key)
         if task is not None:
             holder = f", {task['assignee']}" if task["assignee"] else ""
-            click.echo(f"  task {task['id']}: {task['state']} in {task['grp']} "
-                       f"({task['queue']} queue{holder})")  # fmt: skip
+            click.echo(
+                f"  task {task['id']}: {task['state']} in {task['grp']} "
+                f"({task['queue']} queue{holder})"
+            )
         for row in reversed(store.run(lambda c, k=key: dispatch_sql.decisions(c, key=k))):
             who = f" {row['operator']}" if row["operator"] else ""
             click.echo(f"  {row['at'][:19]} {row['decision']}{who}: {row['detail']}")

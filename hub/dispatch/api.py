@@ -117,9 +117,15 @@ def claim(conn: sqlite3.Connection, config: DispatchConfig, actor: Actor, task_i
     dispatch_sql.claim_task(conn, task_id, actor.name, now)
     orders.advance(conn, _key(task), "assigned", f"task:{task_id} claimed by {actor.name}")
     dispatch_sql.log(
-        conn, "claimed", now, key=_key(task), task_id=task_id, group=task["grp"],
-        operator=actor.name, detail=f"from {task['state']} ({task['queue']} queue)",
-    )  # fmt: skip
+        conn,
+        "claimed",
+        now,
+        key=_key(task),
+        task_id=task_id,
+        group=task["grp"],
+        operator=actor.name,
+        detail=f"from {task['state']} ({task['queue']} queue)",
+    )
     return _after(conn, config, task_id, now)
 
 
@@ -132,9 +138,15 @@ def release(conn: sqlite3.Connection, config: DispatchConfig, actor: Actor, task
     now = iso_utc(utcnow())
     dispatch_sql.requeue_task(conn, task_id, now, released_by=task["assignee"])
     dispatch_sql.log(
-        conn, "released", now, key=_key(task), task_id=task_id, group=task["grp"],
-        operator=task["assignee"], detail=f"released by {actor.name}; back in the group queue",
-    )  # fmt: skip
+        conn,
+        "released",
+        now,
+        key=_key(task),
+        task_id=task_id,
+        group=task["grp"],
+        operator=task["assignee"],
+        detail=f"released by {actor.name}; back in the group queue",
+    )
     return _after(conn, config, task_id, now)
 
 
@@ -147,9 +159,15 @@ def complete(conn: sqlite3.Connection, config: DispatchConfig, actor: Actor, tas
     now = iso_utc(utcnow())
     dispatch_sql.close_task(conn, task_id, "done", f"completed by {actor.name}", now)
     dispatch_sql.log(
-        conn, "completed", now, key=_key(task), task_id=task_id, group=task["grp"],
-        operator=task["assignee"], detail=f"completed by {actor.name}",
-    )  # fmt: skip
+        conn,
+        "completed",
+        now,
+        key=_key(task),
+        task_id=task_id,
+        group=task["grp"],
+        operator=task["assignee"],
+        detail=f"completed by {actor.name}",
+    )
     return _after(conn, config, task_id, now)
 
 

@@ -89,10 +89,15 @@ def withdraw_unavailable(conn: sqlite3.Connection, now: str) -> int:
         dispatch_sql.requeue_task(conn, task["id"], now, queue=task["queue"], keep_clock=True)
         why = "no longer configured" if not task["configured"] else task["operator_status"]
         dispatch_sql.log(
-            conn, "withdrawn", now, key=(task["platform"], task["shop"], task["order_id"]),
-            task_id=task["id"], group=task["grp"], operator=task["assignee"],
+            conn,
+            "withdrawn",
+            now,
+            key=(task["platform"], task["shop"], task["order_id"]),
+            task_id=task["id"],
+            group=task["grp"],
+            operator=task["assignee"],
             detail=f"{task['assignee']} is {why}; back in the queue unclaimed",
-        )  # fmt: skip
+        )
     return len(held)
 
 
@@ -102,6 +107,13 @@ def give(conn: sqlite3.Connection, task: dict[str, Any], operator: str, why: str
     dispatch_sql.mark_assigned(conn, operator)
     orders.advance(conn, key, "assigned", f"task:{task['id']} assigned to {operator}")
     dispatch_sql.log(
-        conn, "assigned", now, key=key, task_id=task["id"], group=task["grp"],
-        operator=operator, rule=task["rule"], detail=why,
-    )  # fmt: skip
+        conn,
+        "assigned",
+        now,
+        key=key,
+        task_id=task["id"],
+        group=task["grp"],
+        operator=operator,
+        rule=task["rule"],
+        detail=why,
+    )

@@ -38,9 +38,15 @@ from hub.orders import RANK
 Fail = Callable[..., Exception]
 
 TOP_KEYS = {
-    "default_group", "route_on", "groups", "operators", "rules", "notify",
-    "escalation_scan_seconds", "reload_seconds",
-}  # fmt: skip
+    "default_group",
+    "route_on",
+    "groups",
+    "operators",
+    "rules",
+    "notify",
+    "escalation_scan_seconds",
+    "reload_seconds",
+}
 GROUP_KEYS = {"escalate_after_minutes", "notify", "high_value", "backlog_alert"}
 OPERATOR_KEYS = {"groups", "capacity", "status"}
 STATUSES = ("working", "away", "off")

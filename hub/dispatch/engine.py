@@ -65,18 +65,30 @@ def route_order(
         f"rule {chosen.rule!r} matched" if chosen.rule else "no rule matched: default group"
     ) + f" -> {chosen.group}, priority {chosen.priority}"
     dispatch_sql.log(
-        conn, "routed", now, key=key, task_id=task_id, group=chosen.group, rule=chosen.rule,
+        conn,
+        "routed",
+        now,
+        key=key,
+        task_id=task_id,
+        group=chosen.group,
+        rule=chosen.rule,
         detail=why,
-    )  # fmt: skip
+    )
     threshold = config.group(chosen.group).high_value
     if threshold is not None and amount is not None and Decimal(amount) >= threshold:
         notify.send(
-            conn, config, group=chosen.group, severity="info",
+            conn,
+            config,
+            group=chosen.group,
+            severity="info",
             title=f"High-value order {key[2]} ({amount})",
             text=f"{key[0]}/{key[1]} order {key[2]}: {amount} >= {threshold}, "
             f"routed to {chosen.group}",
-            dedupe=f"high_value:{':'.join(key)}", now=now, key=key, task_id=task_id,
-        )  # fmt: skip
+            dedupe=f"high_value:{':'.join(key)}",
+            now=now,
+            key=key,
+            task_id=task_id,
+        )
     return task_id
 
 
@@ -88,7 +100,13 @@ def close_for_order(conn: sqlite3.Connection, key: OrderKey, reason: str, now: s
     state = "done" if reason.endswith("shipped") else "cancelled"
     dispatch_sql.close_task(conn, task["id"], state, reason, now)
     dispatch_sql.log(
-        conn, "closed", now, key=key, task_id=task["id"], group=task["grp"],
-        operator=task["assignee"], detail=f"task closed: {reason}",
-    )  # fmt: skip
+        conn,
+        "closed",
+        now,
+        key=key,
+        task_id=task["id"],
+        group=task["grp"],
+        operator=task["assignee"],
+        detail=f"task closed: {reason}",
+    )
     return int(task["id"])

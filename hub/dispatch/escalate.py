@@ -30,15 +30,28 @@ def escalate_due(conn: sqlite3.Connection, config: DispatchConfig, now: datetime
             detail = f"unclaimed {waited:.0f} min (limit {limit_min:g} min){holder}"
             dispatch_sql.requeue_task(conn, task["id"], stamp, queue="supervisor", escalated=True)
             dispatch_sql.log(
-                conn, "escalated", stamp, key=key, task_id=task["id"], group=group_name,
-                operator=task["assignee"], rule=task["rule"], detail=detail,
-            )  # fmt: skip
+                conn,
+                "escalated",
+                stamp,
+                key=key,
+                task_id=task["id"],
+                group=group_name,
+                operator=task["assignee"],
+                rule=task["rule"],
+                detail=detail,
+            )
             notify.send(
-                conn, config, group=group_name, severity="warning",
+                conn,
+                config,
+                group=group_name,
+                severity="warning",
                 title=f"Order {key[2]} unclaimed in {group_name}",
                 text=f"{key[0]}/{key[1]} order {key[2]}: {detail}; now in the supervisor queue",
-                dedupe=f"escalated:{task['id']}", now=stamp, key=key, task_id=task["id"],
-            )  # fmt: skip
+                dedupe=f"escalated:{task['id']}",
+                now=stamp,
+                key=key,
+                task_id=task["id"],
+            )
             escalated.append(int(task["id"]))
     for group_name, group in config.groups.items():
         if group.backlog_alert is None:
@@ -46,13 +59,17 @@ def escalate_due(conn: sqlite3.Connection, config: DispatchConfig, now: datetime
         waiting = dispatch_sql.queue_length(conn, group_name)
         if waiting >= group.backlog_alert:
             notify.send(
-                conn, config, group=group_name, severity="critical",
+                conn,
+                config,
+                group=group_name,
+                severity="critical",
                 title=f"Backlog in {group_name}: {waiting} tasks waiting",
                 text=f"{waiting} tasks wait in {group_name} (alert at {group.backlog_alert}); "
                 "nobody has capacity",
-                dedupe=f"backlog:{group_name}:{now.strftime('%Y%m%d%H')}", now=stamp,
+                dedupe=f"backlog:{group_name}:{now.strftime('%Y%m%d%H')}",
+                now=stamp,
                 log_unsent=False,
-            )  # fmt: skip
+            )
     if escalated:
         assign.hand_out(conn, config, stamp)  # escalation freed its holders' capacity
     return escalated

@@ -116,10 +116,12 @@ async def reload_if_changed(hub: Hub) -> bool | None:
 
     def apply(conn: sqlite3.Connection) -> None:
         dispatch_sql.log(
-            conn, "rules_reloaded", now,
+            conn,
+            "rules_reloaded",
+            now,
             detail=f"{len(config.rules)} rules, {len(config.groups)} groups, "
             f"{len(config.operators)} operators from {hub.settings.source}",
-        )  # fmt: skip
+        )
         sync(conn, config)
 
     await hub.store.write(apply)

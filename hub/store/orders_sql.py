@@ -56,9 +56,19 @@ def save_order(
             "INSERT INTO orders (platform, shop, order_id, status, amount, currency, facts, "
             "first_event_id, last_event_id, occurred_at, created_at, updated_at) "
             "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (*key, status, amount, currency, _json(facts), event_id, event_id, occurred_at,
-             now, now),
-        )  # fmt: skip
+            (
+                *key,
+                status,
+                amount,
+                currency,
+                _json(facts),
+                event_id,
+                event_id,
+                occurred_at,
+                now,
+                now,
+            ),
+        )
         return
     conn.execute(
         "UPDATE orders SET status = ?, amount = coalesce(?, amount), "
