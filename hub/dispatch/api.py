@@ -116,13 +116,11 @@ def claim(conn: sqlite3.Connection, config: DispatchConfig, actor: Actor, task_i
             )
     dispatch_sql.claim_task(conn, task_id, actor.name, now)
     orders.advance(conn, _key(task), "assigned", f"task:{task_id} claimed by {actor.name}")
-    dispatch_sql.log(
+    dispatch_sql.log_task(
         conn,
         "claimed",
         now,
-        key=_key(task),
-        task_id=task_id,
-        group=task["grp"],
+        task,
         operator=actor.name,
         detail=f"from {task['state']} ({task['queue']} queue)",
     )
@@ -137,15 +135,8 @@ def release(conn: sqlite3.Connection, config: DispatchConfig, actor: Actor, task
         raise Refused(403, "not_yours", f"task {task_id} is held by {task['assignee']}")
     now = iso_utc(utcnow())
     dispatch_sql.requeue_task(conn, task_id, now, released_by=task["assignee"])
-    dispatch_sql.log(
-        conn,
-        "released",
-        now,
-        key=_key(task),
-        task_id=task_id,
-        group=task["grp"],
-        operator=task["assignee"],
-        detail=f"released by {actor.name}; back in the group queue",
+    dispatch_sql.log_task(
+        conn, "released", now, task, detail=f"released by {actor.name}; back in the group queue"
     )
     return _after(conn, config, task_id, now)
 
@@ -158,16 +149,7 @@ def complete(conn: sqlite3.Connection, config: DispatchConfig, actor: Actor, tas
         raise Refused(403, "not_yours", f"task {task_id} is held by {task['assignee']}")
     now = iso_utc(utcnow())
     dispatch_sql.close_task(conn, task_id, "done", f"completed by {actor.name}", now)
-    dispatch_sql.log(
-        conn,
-        "completed",
-        now,
-        key=_key(task),
-        task_id=task_id,
-        group=task["grp"],
-        operator=task["assignee"],
-        detail=f"completed by {actor.name}",
-    )
+    dispatch_sql.log_task(conn, "completed", now, task, detail=f"completed by {actor.name}")
     return _after(conn, config, task_id, now)
 
 

@@ -88,14 +88,11 @@ def withdraw_unavailable(conn: sqlite3.Connection, now: str) -> int:
     for task in held:
         dispatch_sql.requeue_task(conn, task["id"], now, queue=task["queue"], keep_clock=True)
         why = "no longer configured" if not task["configured"] else task["operator_status"]
-        dispatch_sql.log(
+        dispatch_sql.log_task(
             conn,
             "withdrawn",
             now,
-            key=(task["platform"], task["shop"], task["order_id"]),
-            task_id=task["id"],
-            group=task["grp"],
-            operator=task["assignee"],
+            task,
             detail=f"{task['assignee']} is {why}; back in the queue unclaimed",
         )
     return len(held)
@@ -106,14 +103,4 @@ def give(conn: sqlite3.Connection, task: dict[str, Any], operator: str, why: str
     dispatch_sql.assign_task(conn, task["id"], operator, now)
     dispatch_sql.mark_assigned(conn, operator)
     orders.advance(conn, key, "assigned", f"task:{task['id']} assigned to {operator}")
-    dispatch_sql.log(
-        conn,
-        "assigned",
-        now,
-        key=key,
-        task_id=task["id"],
-        group=task["grp"],
-        operator=operator,
-        rule=task["rule"],
-        detail=why,
-    )
+    dispatch_sql.log_task(conn, "assigned", now, task, operator=operator, detail=why)

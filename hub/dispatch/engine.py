@@ -99,14 +99,5 @@ def close_for_order(conn: sqlite3.Connection, key: OrderKey, reason: str, now: s
     # shipped: the work got done (perhaps outside orderhook); otherwise there is none left
     state = "done" if reason.endswith("shipped") else "cancelled"
     dispatch_sql.close_task(conn, task["id"], state, reason, now)
-    dispatch_sql.log(
-        conn,
-        "closed",
-        now,
-        key=key,
-        task_id=task["id"],
-        group=task["grp"],
-        operator=task["assignee"],
-        detail=f"task closed: {reason}",
-    )
+    dispatch_sql.log_task(conn, "closed", now, task, detail=f"task closed: {reason}")
     return int(task["id"])

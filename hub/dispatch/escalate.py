@@ -29,17 +29,7 @@ def escalate_due(conn: sqlite3.Connection, config: DispatchConfig, now: datetime
             holder = f", was assigned to {task['assignee']}" if task["assignee"] else ""
             detail = f"unclaimed {waited:.0f} min (limit {limit_min:g} min){holder}"
             dispatch_sql.requeue_task(conn, task["id"], stamp, queue="supervisor", escalated=True)
-            dispatch_sql.log(
-                conn,
-                "escalated",
-                stamp,
-                key=key,
-                task_id=task["id"],
-                group=group_name,
-                operator=task["assignee"],
-                rule=task["rule"],
-                detail=detail,
-            )
+            dispatch_sql.log_task(conn, "escalated", stamp, task, detail=detail)
             notify.send(
                 conn,
                 config,

@@ -44,6 +44,33 @@ def log(
     )
 
 
+_HOLDER = object()
+
+
+def log_task(
+    conn: sqlite3.Connection,
+    decision: str,
+    now: str,
+    task: dict[str, Any],
+    *,
+    detail: str,
+    operator: Any = _HOLDER,
+) -> None:
+    """A decision about a task: order, group and rule come from the task row; the
+    operator defaults to whoever holds it."""
+    log(
+        conn,
+        decision,
+        now,
+        key=(task["platform"], task["shop"], task["order_id"]),
+        task_id=task["id"],
+        group=task["grp"],
+        operator=task["assignee"] if operator is _HOLDER else operator,
+        rule=task["rule"],
+        detail=detail,
+    )
+
+
 def decisions(
     conn: sqlite3.Connection, *, key: OrderKey | None = None, limit: int = 100
 ) -> list[dict[str, Any]]:
