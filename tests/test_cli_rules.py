@@ -48,6 +48,8 @@ async def test_explain_names_the_rule_and_each_failed_condition(hub, client, set
     assert "rule 'big-south'" in lines[2] and "amount > 500, the order has 20" in lines[2]
     assert "rule 'phones'" in lines[3] and "MATCHED -> group vip, priority 1" in lines[3]
     assert any("assigned" in line and "least loaded in vip" in line for line in lines)
+    assert any("status paid -> assigned by task:" in line for line in lines)
+    assert any("status - -> paid by event:order.paid" in line for line in lines)
 
 
 async def test_explain_unknown_order_fails_clearly(hub, settings):
