@@ -28,7 +28,8 @@ def snapshot(conn: sqlite3.Connection, now: datetime) -> dict[str, Any]:
     )
     backlog: dict[str, dict[str, Any]] = {}
     for group, stage, n in conn.execute(
-        "SELECT grp, CASE WHEN queue = 'supervisor' THEN 'escalated' ELSE state END, count(*) "
+        "SELECT grp, CASE WHEN state = 'claimed' THEN 'claimed' "
+        "WHEN queue = 'supervisor' THEN 'escalated' ELSE state END, count(*) "
         "FROM tasks WHERE state IN ('queued', 'assigned', 'claimed') GROUP BY 1, 2"
     ):
         backlog.setdefault(group, {"queued": 0, "assigned": 0, "claimed": 0, "escalated": 0})
