@@ -97,13 +97,16 @@ def apply_event(conn: sqlite3.Connection, ev: dict[str, Any], now: str) -> Chang
         moved = status is not None and may_move(before, status)
         after = status if moved and status else before
         merged = order_facts.merge(row["facts"], new_facts)
+    # an event that is only evidence (a late `paid` after `cancelled`) changes nothing,
+    # its amount included; one that moves the order, or carries no status, may update it
+    evidence_only = status is not None and not moved
     orders_sql.save_order(
         conn,
         key,
         new=row is None,
         status=after,
-        amount=ev["amount"],
-        currency=ev["currency"],
+        amount=None if evidence_only else ev["amount"],
+        currency=None if evidence_only else ev["currency"],
         facts=merged,
         event_id=ev["id"],
         occurred_at=ev["occurred_at"],
@@ -124,7 +127,8 @@ def apply_event(conn: sqlite3.Connection, ev: dict[str, Any], now: str) -> Chang
             note=note,
             now=now,
         )
-    amount = ev["amount"] if ev["amount"] is not None or row is None else row["amount"]
+    fresh = ev["amount"] is not None and not evidence_only
+    amount = ev["amount"] if fresh or row is None else row["amount"]
     return Change(key, ev["id"], ev["kind"], before, after, moved, amount, merged)
 
 

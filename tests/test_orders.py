@@ -69,6 +69,8 @@ async def test_cancel_stops_the_flow_from_any_state(hub, client):
     await push(client, "refunded", KEY[2])
     await push(client, "shipped", KEY[2], amount="1.00")
     assert await status_after(hub, 4) == "refunded"
+    order = await hub.store.read(queries.get_order, *KEY)
+    assert order["amount"] == "99.00"  # the ignored late event's amount changed nothing
 
 
 def test_may_move_rules():
