@@ -70,11 +70,11 @@ def explain(order_id: str, shop: str | None, config: Path, db: Path | None) -> N
         for row in reversed(store.run(lambda c, k=key: dispatch_sql.decisions(c, key=k))):
             who = f" {row['operator']}" if row["operator"] else ""
             click.echo(f"  {row['at'][:19]} {row['decision']}{who}: {row['detail']}")
-        for step in store.run(orders_sql.transitions, key):
-            moved = "" if step["applied"] else f" (ignored: {step['note']})"
+        for change in store.run(orders_sql.transitions, key):
+            moved = "" if change["applied"] else f" (ignored: {change['note']})"
             click.echo(
-                f"  {step['at'][:19]} status {step['from_status'] or '-'} -> "
-                f"{step['to_status']} by {step['cause']}{moved}"
+                f"  {change['at'][:19]} status {change['from_status'] or '-'} -> "
+                f"{change['to_status']} by {change['cause']}{moved}"
             )
 
 
