@@ -46,7 +46,9 @@ def test_push_appears_on_the_open_board_without_reload(live_hub, settings, chrom
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium_path, args=FLAGS, headless=True)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page = browser.new_page(
+                viewport={"width": 1400, "height": 900}, timezone_id="Asia/Shanghai"
+            )
             page.goto(f"{url}/board?token={token}")
             assert page.url == f"{url}/board"  # the token left the address bar
             expect(page.locator("#status")).to_contain_text("live")
@@ -68,6 +70,12 @@ def test_push_appears_on_the_open_board_without_reload(live_hub, settings, chrom
             expect(page.locator("#operators")).to_contain_text("1/")
             expect(page.locator("#stages")).to_contain_text("assigned")
             assert navigations == []  # no reload happened
+            # times are shown on the reader's clock (Beijing here), never "Invalid Date"
+            assert "Invalid Date" not in page.content()
+            snap = httpx.get(f"{url}/board/snapshot?token={token}").json()
+            utc_hour = int(snap["decisions"][0]["at"][11:13])
+            shown = page.locator("#decisions tr").nth(1).locator("td").first.inner_text()
+            assert int(shown[:2]) == (utc_hour + 8) % 24
             shot = tmp_path / "board.png"
             page.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 10_000
