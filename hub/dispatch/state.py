@@ -1,7 +1,8 @@
 """The dispatch config a running hub uses, and its hot reload.
 
-The config file is watched (its size and mtime, checked every `reload_seconds`). A good
-edit replaces the rules at once and re-syncs operators; a bad one keeps the old rules
+The config file is watched (its size and mtime, checked every `reload_seconds`); it is
+read once it has held still for one check, so a file caught half-written is not judged.
+A good edit replaces the rules at once and re-syncs operators; a bad one keeps the old rules
 running and says why: in the log, in `dispatch_log` (decision `rules_rejected`) and on
 the board, until a good edit clears it.
 """
@@ -57,6 +58,7 @@ class DispatchState:
     error: str | None = None
     error_at: str | None = None
     signature: tuple[int, int] | None = None
+    settling: tuple[int, int] | None = None  # seen changed once; loaded when it holds still
     pulse: Pulse = field(default_factory=Pulse)
 
 
@@ -97,8 +99,13 @@ async def reload_if_changed(hub: Hub) -> bool | None:
     state = of(hub)
     signature = _signature(hub)
     if signature is None or signature == state.signature:
+        state.settling = None
         return None
-    state.signature = signature
+    if signature != state.settling:
+        # an editor may still be writing the file: read it once it stops changing
+        state.settling = signature
+        return None
+    state.signature, state.settling = signature, None
     now = iso_utc(utcnow())
     try:
         fresh = settings_mod.load(hub.settings.source)
