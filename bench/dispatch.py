@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import socket
 import statistics
@@ -113,6 +114,15 @@ async def stream(url: str, rate: float, seconds: float) -> tuple[int, int, float
             await asyncio.sleep(interval / 2)
         await asyncio.gather(*pending)
     return sent, failed, time.perf_counter() - start
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time the hub process used so far (Linux /proc): a load-independent cost."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -218,8 +228,10 @@ def main() -> None:
             url = f"http://127.0.0.1:{port}"
             wait_ready(url)
             print(f"pushing {args.rate:g}/s for {args.seconds:g} s...", file=sys.stderr)
+            cpu_before = cpu_seconds(server.pid)
             sent, failed, took = asyncio.run(stream(url, args.rate, args.seconds))
             time.sleep(1.5)  # let the last assignments commit
+            hub_cpu = cpu_seconds(server.pid) - cpu_before
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -232,6 +244,8 @@ def main() -> None:
         # below the asked rate when this sender (or a busy machine) could not keep up
         "achieved_rate_per_s": round(sent / took, 1),
         "assigned": len(ms),
+        # hub CPU per push (ingest + apply + route + assign): what one core could carry
+        "hub_cpu_ms_per_push": round(hub_cpu * 1000 / max(sent, 1), 2),
         "push_to_assignment_ms": {
             "p50": pct(ms, 50),
             "p99": pct(ms, 99),
