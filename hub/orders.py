@@ -39,7 +39,6 @@ RANK = {
     "refunded": 110,
 }
 END = frozenset({"cancelled", "refunded"})
-OPEN = tuple(s for s in RANK if s not in END and s != "shipped")
 # event kinds that carry a status; the others (address change, refund request, ...)
 # only bring facts
 EVENT_STATUS = {"created", "paid", "shipped", "cancelled", "refunded"}
