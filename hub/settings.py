@@ -160,6 +160,12 @@ def parse(text: str, *, path: Path | None = None, env: dict[str, str] | None = N
         if name not in sections:
             module, _, function = target.partition(":")
             sections[name] = getattr(importlib.import_module(module), function)({}, fail)
+    # a section may check itself against the others once all are read (dispatch's
+    # channel names against [notify.channels]): `check_against(sections, fail)`
+    for value in sections.values():
+        check = getattr(value, "check_against", None)
+        if callable(check):
+            check(sections, fail)
     return Settings(
         db=db,
         host=env.get(ENV_PREFIX + "HOST") or str(hub.get("host", "127.0.0.1")),

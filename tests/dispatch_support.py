@@ -12,6 +12,16 @@ import httpx
 from tests.helpers import order_body, signed
 
 DISPATCH_TOML = """
+[notify.channels.ops-wecom]
+kind = "wecom"
+key = "test-key-ops"
+base_url = "http://127.0.0.1:9"    # never the real service from a test
+
+[notify.channels.vip-dingtalk]
+kind = "dingtalk"
+access_token = "test-token-vip"
+base_url = "http://127.0.0.1:9"
+
 [dispatch]
 default_group = "general"
 notify = ["ops-wecom"]

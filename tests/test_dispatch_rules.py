@@ -129,6 +129,23 @@ def test_bad_groups_and_operators_are_refused(extra, message):
         config(extra)
 
 
+def test_channels_must_be_notify_channels(tmp_path):
+    text = BASE + DISPATCH_TOML.replace(
+        'notify = ["vip-dingtalk"]', 'notify = ["vip-dingtalk", "vip-dingtlak"]'
+    )
+    path = tmp_path / "hub.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        settings_mod.load(path, env={})
+    error = str(caught.value)
+    assert (
+        "dispatch.groups.vip.notify: 'vip-dingtlak' is not a channel of [notify.channels]" in error
+    )
+    assert "(known: ops-wecom, vip-dingtalk)" in error
+    line = int(error.split(":")[1])
+    assert text.splitlines()[line - 1].startswith('notify = ["vip-dingtalk", "vip-dingtlak"]')
+
+
 def test_no_dispatch_section_means_one_default_group():
     cfg = settings_mod.parse(BASE, env={}).sections["dispatch"]
     assert cfg.default_group == "general" and cfg.rules == ()

@@ -7,7 +7,7 @@ mistake names its file, line, rule and reason (see docs/dispatch.md for the form
 
     [dispatch.groups.vip]
     escalate_after_minutes = 10      # unclaimed this long -> supervisor queue (default 30)
-    notify = ["ops-wecom"]           # channel names (delivery's [delivery.channels])
+    notify = ["ops-wecom"]           # channel names from [notify.channels]
     high_value = 2000                # notify when a new order is at least this much
     backlog_alert = 20               # notify when this many tasks wait in the queue
 
@@ -179,6 +179,28 @@ class DispatchConfig:
 
     def channels(self, group: str) -> tuple[str, ...]:
         return self.group(group).notify or self.notify
+
+    def check_against(self, sections: dict[str, Any], fail: Fail) -> None:
+        """Every channel named here must be one of [notify.channels] (when that section
+        exists): a typo would otherwise only show up as a dead notification at 3 a.m."""
+        notify = sections.get("notify")
+        if notify is None or not hasattr(notify, "channels"):
+            return
+        known = set(notify.channels)
+        named = [("dispatch.notify", "dispatch", self.notify)] + [
+            (f"dispatch.groups.{g.name}.notify", f"dispatch.groups.{g.name}", g.notify)
+            for g in self.groups.values()
+        ]
+        for where, table, channels in named:
+            for channel in channels:
+                if channel not in known:
+                    listed = ", ".join(sorted(known)) or "none configured"
+                    raise fail(
+                        f"{where}: {channel!r} is not a channel of [notify.channels] "
+                        f"(known: {listed})",
+                        table,
+                        "notify",
+                    )
 
 
 def parse_section(table: Any, fail: Fail) -> DispatchConfig:
