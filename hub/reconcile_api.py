@@ -3,6 +3,8 @@ reconciliation runs, for the board and for people asking "are we in sync?"."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -13,9 +15,8 @@ from hub.runtime import Hub
 from hub.store import reconcile_sql
 
 
-@requires("supervisor", "operator", "viewer")
-async def platform_apis(request: Request) -> Response:
-    """Each platform API's breaker and call counts (this process)."""
+def api_health() -> list[dict[str, Any]]:
+    """Each platform API's breaker and call counts (this process); the board shows it too."""
     out = []
     for runtime in sorted(apiclient.current_runtimes(), key=lambda r: r.platform):
         breaker = runtime.breaker
@@ -29,7 +30,13 @@ async def platform_apis(request: Request) -> Response:
                 "calls": dict(sorted(runtime.stats.calls.items())),
             }
         )
-    return JSONResponse({"platforms": out})
+    return out
+
+
+@requires("supervisor", "operator", "viewer")
+async def platform_apis(request: Request) -> Response:
+    """Each platform API's breaker and call counts (this process)."""
+    return JSONResponse({"platforms": api_health()})
 
 
 @requires("supervisor", "operator", "viewer")

@@ -4,13 +4,14 @@ stream delivering a new push without a reload (over a real uvicorn)."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 
 from hub import settings as settings_mod
 from hub.auth import issue_token
-from hub.store import Store, dispatch_sql
+from hub.store import Store, dispatch_sql, reconcile_sql
 from hub.store.outbox_sql import enqueue
 from tests.dispatch_support import DISPATCH_TOML, eventually, push, push_body
 from tests.helpers import signed
@@ -63,6 +64,8 @@ async def test_snapshot_shows_backlog_load_rejections_and_dead_rows(hub, client,
         )
 
     await hub.store.write(dead)
+    start, end = datetime(2026, 11, 11, tzinfo=UTC), datetime(2026, 11, 11, 1, tzinfo=UTC)
+    await hub.store.write(reconcile_sql.advance, "acme", "standard", 1, start, end)
     r = await client.get("/board/snapshot", headers={"authorization": f"Bearer {viewer_token}"})
     snap = r.json()
     assert snap["backlog"]["general"]["assigned"] == 4
@@ -73,6 +76,10 @@ async def test_snapshot_shows_backlog_load_rejections_and_dead_rows(hub, client,
     assert loads == {"ana": (2, 2), "bo": (2, 2), "cy": (0, 1)}
     assert snap["rejected_last_hour"] == {"bad_signature": 1}
     assert snap["dead_outbox"]["total"] == 1
+    assert [(r["shop"], r["watermark"]) for r in snap["reconcile"]] == [
+        ("acme", "2026-11-11T01:00:00.000000Z")
+    ]
+    assert isinstance(snap["platform_apis"], list)
     assert snap["dead_outbox"]["recent"][0]["last_error"] == "errcode 93000"
     assert snap["rules"] == {
         "count": 3,

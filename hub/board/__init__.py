@@ -23,11 +23,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from hub import reconcile_api
 from hub.auth import BOARD_COOKIE, requires
 from hub.dispatch import state
 from hub.model import utcnow
 from hub.runtime import Hub
-from hub.store import board_sql
+from hub.store import board_sql, reconcile_sql
 
 PAGE = files("hub.board").joinpath("page.html")
 REFRESH_SECONDS = 2.0  # ages on the board tick even when nothing happens
@@ -59,6 +60,9 @@ async def page(request: Request) -> Response:
 async def board_state(hub: Hub) -> dict[str, Any]:
     live = state.of(hub)
     snap = await hub.store.read(board_sql.snapshot, utcnow())
+    # the safety net's health, beside the work it protects
+    snap["platform_apis"] = reconcile_api.api_health()
+    snap["reconcile"] = await hub.store.read(reconcile_sql.states)
     snap["rules"] = {
         "count": len(live.config.rules),
         "loaded_at": live.loaded_at,
