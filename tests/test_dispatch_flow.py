@@ -275,3 +275,17 @@ async def test_shipping_closes_the_task_as_done(hub, client):
     await push(client, "shipped", "9992")
     done = await task_of(hub, "9992", state="done")
     assert done["close_reason"] == "order shipped"
+
+
+async def test_claiming_from_the_group_queue_respects_group_and_capacity(hub, client, tokens):
+    for n in range(5):  # general: ana 2 + bo 2 assigned, one waits in the queue
+        await push(client, "paid", f"93{n}", amount="10")
+    waiting = await task_of(hub, "934")
+    assert waiting["state"] == "queued"
+    r = await client.post(f"/api/tasks/{waiting['id']}/claim", headers=auth(tokens["cy"]))
+    assert (r.status_code, r.json()["error"]["reason"]) == (403, "not_in_group")
+    r = await client.post(f"/api/tasks/{waiting['id']}/claim", headers=auth(tokens["ana"]))
+    assert (r.status_code, r.json()["error"]["reason"]) == (409, "over_capacity")
+    assert "ana has 2/2 open tasks" in r.json()["error"]["detail"]
+    r = await client.post(f"/api/tasks/{waiting['id']}/claim", headers=auth(tokens["sue"]))
+    assert r.status_code == 200 and r.json()["assignee"] == "sue"  # supervisors may take it
