@@ -1,1 +1,2 @@
-"""orderhook hub: the running service. Read it as the data path: ingest -> store -> orders."""
+"""orderhook hub: the running service. Read it as the data path: ingest -> store -> orders
+-> dispatch (rules, assignment, escalation) -> board."""
