@@ -15,7 +15,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from hub import orders, reconcile, retention
+from hub import channels, orders, reconcile, retention
 from hub.metrics import Metrics
 from hub.settings import Settings
 from hub.store import Store
@@ -24,7 +24,7 @@ log = logging.getLogger("orderhook")
 
 Service = Callable[["Hub"], Awaitable[None]]
 
-SERVICES: list[Service] = [orders.run, retention.run, reconcile.run]
+SERVICES: list[Service] = [orders.run, retention.run, reconcile.run, channels.run]
 
 
 class Hub:
