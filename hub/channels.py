@@ -157,12 +157,19 @@ async def hold(hub: Hub, st: LinkState) -> None:
             log.info("%s channel %s open (%s)", link.channel, link.name, link.url)
 
         error: str | None
+        session = asyncio.create_task(channel.session(link, partial(receive, hub, st), opened))
         try:
-            await channel.session(link, partial(receive, hub, st), opened)
-            error = "closed by the service"
+            # wait on the task rather than in it: a stopping hub is never held hostage by
+            # a session that is slow to unwind
+            await asyncio.wait({session})
         except asyncio.CancelledError:
+            session.cancel()
+            await asyncio.wait({session}, timeout=5)
             await _session_ended(hub, st, started, "hub stopped")
             raise
+        try:
+            session.result()
+            error = "closed by the service"
         except ChannelRefused as exc:
             error = f"{exc.reason}: {exc.detail}"
             log.error("%s channel %s refused: %s", link.channel, link.name, error)

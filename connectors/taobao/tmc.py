@@ -217,9 +217,10 @@ class TmcChannel:
 
     async def _connected(self, ws: Any, link: Link) -> str:
         try:
-            first = await asyncio.wait_for(
-                ws.recv(), timeout=float(link.option("open_timeout_seconds", 10))
-            )
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+            # lands as the frame arrives, and a stopping hub would wait forever
+            async with asyncio.timeout(float(link.option("open_timeout_seconds", 10))):
+                first = await ws.recv()
         except websockets.ConnectionClosed as exc:
             raise ChannelRefused("connect_closed", f"closed before CONNECTACK ({exc})") from None
         try:

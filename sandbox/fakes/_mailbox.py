@@ -89,6 +89,13 @@ class Mailbox:
                 del self.inflight[message_id]
         self.changed.set()
 
+    async def nap(self, seconds: float) -> None:
+        """Sleep until something changes (a publish, a confirm) or `seconds` pass."""
+        self.changed.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self.changed.wait()
+
     async def wait_confirmed(self, ids: Iterable[int], timeout: float = 10.0) -> None:
         wanted = set(ids)
         async with asyncio.timeout(timeout):
@@ -144,7 +151,8 @@ class FakeServer:
             self.drop()  # no close handshakes with connections told to go silent
             self._server.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 5)
+                async with asyncio.timeout(5):
+                    await self._server.wait_closed()
             self._server = None
 
     async def __aenter__(self) -> FakeServer:

@@ -183,9 +183,7 @@ class FakePmc(FakeServer):
                     await conn.send(json.dumps(frame, ensure_ascii=False))
                     self.mailbox.mark_sent(item, conn)
                     self.count_sent(conn)
-                self.mailbox.changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.mailbox.changed.wait(), self.tick_seconds)
+                await self.mailbox.nap(self.tick_seconds)
 
 
 # --- the CLI: `orderhook simulate pinduoduo` ---------------------------------------------

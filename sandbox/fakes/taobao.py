@@ -99,7 +99,8 @@ class FakeTmc(FakeServer):
 
     async def _handler(self, conn: ServerConnection) -> None:
         try:
-            first = await asyncio.wait_for(conn.recv(), 10)
+            async with asyncio.timeout(10):
+                first = await conn.recv()
         except (TimeoutError, websockets.ConnectionClosed):
             return
         why = self._check_connect(first)
@@ -164,9 +165,7 @@ class FakeTmc(FakeServer):
         with contextlib.suppress(websockets.ConnectionClosed):
             while True:
                 await self._send_due(conn, token)
-                self.mailbox.changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.mailbox.changed.wait(), self.tick_seconds)
+                await self.mailbox.nap(self.tick_seconds)
 
     async def _send_due(self, conn: ServerConnection, token: str) -> None:
         for item in self.mailbox.due(conn):
