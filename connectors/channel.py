@@ -98,19 +98,27 @@ log = logging.getLogger("orderhook.channels")
 Handle = Callable[[bytes, datetime], Coroutine[Any, Any, None]]
 
 
-async def dispatch(ws: Any, handle: Handle, drain_seconds: float) -> None:
+async def dispatch(ws: Any, handle: Handle, drain_seconds: float, max_inflight: int = 1000) -> None:
     """Hand every frame of a connection to `handle(raw, received_at)` as its own task, so
     many messages share one group commit; when the connection ends, give the answers
     still being committed `drain_seconds` to go out, then abandon them (unconfirmed: the
     platform delivers them again)."""
     inflight: set[asyncio.Task[None]] = set()
+    room = asyncio.Semaphore(max_inflight)
+
+    def done(task: asyncio.Task[None]) -> None:
+        inflight.discard(task)
+        room.release()
+
     try:
         async for data in ws:
             received_at = utcnow()
             raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+            # a full house stops reading: TCP pushes back on the service, memory stays flat
+            await room.acquire()
             task = asyncio.create_task(handle(raw, received_at))
             inflight.add(task)
-            task.add_done_callback(inflight.discard)
+            task.add_done_callback(done)
     finally:
         if inflight:
             _, pending = await asyncio.wait(inflight, timeout=drain_seconds)

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from hub import api, reconcile_api
+from hub import api, channels, reconcile_api
 from hub.auth import TokenAuth
 from hub.ingest import Ingest
 from hub.metrics import CONTENT_TYPE_LATEST
@@ -40,6 +40,7 @@ class HubApp:
                 Route("/metrics", metrics),
                 *api.routes,
                 *reconcile_api.routes,
+                *channels.routes,
             ],
             middleware=[Middleware(TokenAuth, hub=hub)],
             lifespan=run_hub if lifespan else None,

@@ -33,9 +33,14 @@ from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
 import connectors
 from connectors.base import Inbound, Rejection, Reply
 from connectors.channel import METHOD, ChannelRefused, ChannelStalled, Delivery, Link
+from hub.auth import requires
 from hub.ingest import judge, refused
 from hub.model import iso_utc, utcnow
 from hub.store import RequestRecord, channels_sql
@@ -303,3 +308,17 @@ def _set_connected(hub: Hub, st: LinkState, connected: bool) -> None:
 
 def _iso(moment: datetime | None) -> str | None:
     return iso_utc(moment) if moment is not None else None
+
+
+@requires("supervisor", "operator", "viewer")
+async def channels_api(request: Request) -> Response:
+    """GET /api/channels: each channel shop's state and its link's recent sessions."""
+    hub: Hub = request.app.state.hub
+    links = sorted({row["link"] for row in state(hub)})
+    sessions = {
+        link: await hub.store.read(channels_sql.recent_sessions, link, 10) for link in links
+    }
+    return JSONResponse({"shops": state(hub), "sessions": sessions})
+
+
+routes = [Route("/api/channels", channels_api)]

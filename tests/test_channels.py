@@ -10,11 +10,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from hub import channels
+from hub.app import create_app
+from hub.auth import issue_token
 from hub.runtime import Hub
 from hub.settings import load
+from hub.store import Store
 from sandbox.fakes.pinduoduo import FakePmc
 from sandbox.fakes.taobao import FakeTmc
 
@@ -239,6 +243,15 @@ async def test_pinduoduo_message_acked_after_commit(write_config, tmp_path):
             await fake.mailbox.wait_confirmed([mid])
             await eventually(lambda: fake.heartbeats_received >= 1)
             state = channels.state(hub)[0]
+            token = Store(hub.settings.db).run(issue_token, "ana", "viewer")
+            transport = httpx.ASGITransport(app=create_app(hub, lifespan=False))
+            async with httpx.AsyncClient(transport=transport, base_url="http://hub") as client:
+                api = await client.get(
+                    "/api/channels", headers={"Authorization": f"Bearer {token}"}
+                )
+        assert api.status_code == 200, api.text
+        assert api.json()["shops"][0]["shop"] == "acme-pdd"
+        assert api.json()["shops"][0]["messages"] == 1
         assert state["connected"] and state["shop"] == "acme-pdd"
     db = tmp_path / "hub.db"
     assert rows(db, "SELECT kind, order_id, amount, occurred_at, message_id FROM events") == [

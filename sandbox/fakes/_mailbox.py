@@ -202,18 +202,48 @@ class FakeServer:
         return bool(every) and (self._total_sent + 1) % every == 0  # type: ignore[operator]
 
 
+def serve_options(default_port: int, silent_help: str) -> Callable[[Any], Any]:
+    """The options every fake's command shares: where to listen, the demo traffic, and
+    the misbehaviours to rehearse."""
+    options = [
+        click.option(
+            "--host", default="127.0.0.1", show_default=True, help="Address to listen on."
+        ),
+        click.option("--port", default=default_port, show_default=True, help="Port (0: any free)."),
+        click.option("--orders", default=5, show_default=True, help="Demo orders to publish."),
+        click.option("--rate", default=2.0, show_default=True, help="Demo messages per second."),
+        click.option(
+            "--redeliver-seconds", default=5.0, show_default=True, help="Resend unconfirmed after."
+        ),
+        click.option("--drop-after", type=int, help="Cut each connection after N messages."),
+        click.option(
+            "--garbage-every", type=int, help="Send an undecodable frame before every Nth message."
+        ),
+        click.option("--silent", is_flag=True, help=silent_help),
+        click.option("--duration", default=0.0, help="Stop after this many seconds (0: Ctrl-C)."),
+    ]
+
+    def decorate(fn: Any) -> Any:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
 def serve_from_cli(
     fake: FakeServer,
+    common: dict[str, Any],
     *,
     banner: str,
     publish: Callable[[int], None],
     messages: int,
-    rate: float,
-    duration: float,
 ) -> None:
-    """Run a fake until Ctrl-C (or `duration` seconds): print the banner (with `{url}`
-    filled in), publish `messages` demo messages at `rate` per second through
-    `publish(n)`, and keep one progress line up to date."""
+    """Run a fake until Ctrl-C (or `--duration`): print the banner (with `{url}` filled
+    in), publish `messages` demo messages at `--rate` through `publish(n)`, and keep one
+    progress line up to date. `common` holds the `serve_options` values."""
+    fake.misbehave = Misbehaviour(common["drop_after"], common["garbage_every"], common["silent"])
+    rate, duration = float(common["rate"]), float(common["duration"])
 
     async def main() -> None:
         async with fake:

@@ -36,7 +36,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from connectors.pinduoduo import channel as pmc
-from sandbox.fakes._mailbox import FakeServer, Queued, serve_from_cli
+from sandbox.fakes._mailbox import FakeServer, Queued, serve_from_cli, serve_options
 
 GARBAGE = "{not json"
 
@@ -190,8 +190,6 @@ class FakePmc(FakeServer):
 
 
 @click.command("pinduoduo")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=9620, show_default=True, help="Port (0: any free port).")
 @click.option("--client-id", default="demo-client", show_default=True, help="The app's client_id.")
 @click.option(
     "--secret",
@@ -201,30 +199,10 @@ class FakePmc(FakeServer):
     help="The client_secret the connect sign must use.",
 )
 @click.option("--mall-id", default=171504183, show_default=True, help="mallID of the shop.")
-@click.option("--orders", default=5, show_default=True, help="Demo orders to publish.")
-@click.option("--rate", default=2.0, show_default=True, help="Demo messages per second.")
-@click.option(
-    "--heartbeat-seconds", default=5.0, show_default=True, help="Server heartbeat period."
-)
-@click.option("--redeliver-seconds", default=5.0, show_default=True, help="Resend un-acked after.")
-@click.option("--drop-after", type=int, help="Cut each connection after sending N messages.")
-@click.option("--garbage-every", type=int, help="Send a non-JSON frame before every Nth message.")
-@click.option("--silent", is_flag=True, help="Send no heartbeats (the hub should reconnect).")
-@click.option("--duration", default=0.0, help="Stop after this many seconds (0: until Ctrl-C).")
+@click.option("--heartbeat-seconds", default=5.0, show_default=True, help="Heartbeat period.")
+@serve_options(9620, "Send no heartbeats (the hub should reconnect).")
 def command(
-    host: str,
-    port: int,
-    client_id: str,
-    secret: str,
-    mall_id: int,
-    orders: int,
-    rate: float,
-    heartbeat_seconds: float,
-    redeliver_seconds: float,
-    drop_after: int | None,
-    garbage_every: int | None,
-    silent: bool,
-    duration: float,
+    client_id: str, secret: str, mall_id: int, heartbeat_seconds: float, **common: Any
 ) -> None:
     """Serve a fake Pinduoduo message service for a hub to connect to.
 
@@ -238,14 +216,11 @@ def command(
     fake = FakePmc(
         client_id,
         secret,
-        host=host,
-        port=port,
-        redeliver_seconds=redeliver_seconds,
+        host=common["host"],
+        port=common["port"],
+        redeliver_seconds=common["redeliver_seconds"],
         heartbeat_seconds=heartbeat_seconds,
     )
-    fake.misbehave.drop_after, fake.misbehave.garbage_every = drop_after, garbage_every
-    fake.misbehave.silent = silent
-
     base = int.from_bytes(os.urandom(3), "big")
 
     def publish(n: int) -> None:
@@ -258,6 +233,4 @@ def command(
         f'  app_key = "{client_id}"\n  secret = "{secret}"\n'
         f'  message_url = "{{url}}"\n  options = {{{{ mall_id = {mall_id} }}}}'
     )
-    serve_from_cli(
-        fake, banner=banner, publish=publish, messages=orders, rate=rate, duration=duration
-    )
+    serve_from_cli(fake, common, banner=banner, publish=publish, messages=common["orders"])

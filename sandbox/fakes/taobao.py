@@ -38,7 +38,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from connectors.taobao import tmc
 from connectors.taobao.frames import Frame, FrameError, MessageType, decode, encode, int64
 from hub.model import utcnow
-from sandbox.fakes._mailbox import FakeServer, Queued, serve_from_cli
+from sandbox.fakes._mailbox import FakeServer, Queued, serve_from_cli, serve_options
 
 GARBAGE = b"\x07\x99not a top-link frame"
 
@@ -194,8 +194,6 @@ DEMO_TOPICS = (
 
 
 @click.command("taobao")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=9610, show_default=True, help="Port (0: any free port).")
 @click.option("--app-key", default="12345678", show_default=True, help="The TMC app key.")
 @click.option(
     "--secret",
@@ -204,41 +202,12 @@ DEMO_TOPICS = (
     envvar="ORDERHOOK_TMC_SECRET",
     help="The app secret the CONNECT signature must use.",
 )
-@click.option(
-    "--seller-id", default=2200123456, show_default=True, help="TMC userid of the seller."
-)
-@click.option(
-    "--seller-nick", default="demo-shop", show_default=True, help="TMC nick of the seller."
-)
-@click.option(
-    "--orders", default=5, show_default=True, help="Demo orders to publish (created + paid)."
-)
-@click.option("--rate", default=2.0, show_default=True, help="Demo messages per second.")
+@click.option("--seller-id", default=2200123456, show_default=True, help="TMC userid.")
+@click.option("--seller-nick", default="demo-shop", show_default=True, help="TMC nick.")
 @click.option("--gzip", "use_gzip", is_flag=True, help="Send content gzip-compressed.")
-@click.option(
-    "--redeliver-seconds", default=5.0, show_default=True, help="Resend unconfirmed after."
-)
-@click.option("--drop-after", type=int, help="Cut each connection after sending N messages.")
-@click.option(
-    "--garbage-every", type=int, help="Send an undecodable frame before every Nth message."
-)
-@click.option("--silent", is_flag=True, help="Never answer pings (the hub should reconnect).")
-@click.option("--duration", default=0.0, help="Stop after this many seconds (0: until Ctrl-C).")
+@serve_options(9610, "Never answer pings (the hub should reconnect).")
 def command(
-    host: str,
-    port: int,
-    app_key: str,
-    secret: str,
-    seller_id: int,
-    seller_nick: str,
-    orders: int,
-    rate: float,
-    use_gzip: bool,
-    redeliver_seconds: float,
-    drop_after: int | None,
-    garbage_every: int | None,
-    silent: bool,
-    duration: float,
+    app_key: str, secret: str, seller_id: int, seller_nick: str, use_gzip: bool, **common: Any
 ) -> None:
     """Serve a fake Taobao TMC message service for a hub to connect to.
 
@@ -249,10 +218,13 @@ def command(
       orderhook simulate taobao --drop-after 3 --garbage-every 7   # rehearse failures
       orderhook simulate taobao --silent              # pings unanswered: hub must reconnect
     """
-    fake = FakeTmc(app_key, secret, host=host, port=port, redeliver_seconds=redeliver_seconds)
-    fake.misbehave.drop_after, fake.misbehave.garbage_every = drop_after, garbage_every
-    fake.misbehave.silent = silent
-
+    fake = FakeTmc(
+        app_key,
+        secret,
+        host=common["host"],
+        port=common["port"],
+        redeliver_seconds=common["redeliver_seconds"],
+    )
     base = int.from_bytes(os.urandom(4), "big") * 1000
 
     def publish(n: int) -> None:
@@ -268,10 +240,5 @@ def command(
         f'  message_url = "{{url}}/"\n  options = {{{{ seller_id = {seller_id} }}}}'
     )
     serve_from_cli(
-        fake,
-        banner=banner,
-        publish=publish,
-        messages=orders * len(DEMO_TOPICS),
-        rate=rate,
-        duration=duration,
+        fake, common, banner=banner, publish=publish, messages=common["orders"] * len(DEMO_TOPICS)
     )
