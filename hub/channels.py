@@ -41,7 +41,7 @@ import connectors
 from connectors.base import Inbound, Rejection, Reply
 from connectors.channel import METHOD, ChannelRefused, ChannelStalled, Delivery, Link
 from hub.auth import requires
-from hub.ingest import judge, refused
+from hub.ingest import failure, judge, refused
 from hub.model import iso_utc, utcnow
 from hub.store import RequestRecord, channels_sql
 
@@ -261,21 +261,14 @@ async def receive(hub: Hub, st: LinkState, delivery: Delivery) -> Reply | None:
             body=delivery.raw,
             received_at=delivery.received_at,
         )
-        inbound = msg
-        job = judge(
-            connector,
-            msg,
-            record,
-            internal=lambda: connector.reject(inbound, Rejection("internal_error", status=500)),
-        )
+        job = judge(connector, msg, record)
     try:
         result = await hub.store.ingest(job)
         reply, outcome, reason = result.reply, result.outcome, result.reason
     except Exception:
         log.exception("store failed to record a %s message", link.channel)
         outcome, reason = "error", "store_unavailable"
-        unavailable = Rejection("store_unavailable", "the hub could not record it", status=503)
-        reply = connector.reject(msg, unavailable) if msg is not None else job.reply
+        reply = failure(connector, msg, "store_unavailable", 503) if msg else job.reply
     _observe(hub, st, delivery, outcome, reason, time.perf_counter() - t0)
     return reply
 
