@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -66,6 +67,14 @@ def rows(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return conn.execute(sql, args).fetchall()
     finally:
         conn.close()
+
+
+def committed_requests(db: Path) -> list[tuple[Any, ...]]:
+    """The hub's recorded requests, or [] while its database is still being created."""
+    try:
+        return rows(db, "SELECT outcome FROM requests")
+    except sqlite3.OperationalError:
+        return []
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
@@ -304,3 +313,39 @@ async def test_pinduoduo_reconnects_when_heartbeats_stop(write_config):
             await fake.wait_connects(2)
             error = await eventually(lambda: channels.state(hub)[0]["last_error"])
     assert error == "stalled: server heartbeats stopped"
+
+
+@pytest.mark.slow
+async def test_hub_process_killed_before_its_confirm_is_read_stores_once(write_config, tmp_path):
+    """The real thing: `orderhook serve` in its own process, SIGKILLed after the commit
+    while TMC has not taken in the Confirm (the fake stops reading, so for the platform
+    the message is unconfirmed); the next hub gets it again and stores it once."""
+    async with FakeTmc(APP_KEY, TB_SECRET, redeliver_seconds=60) as fake:
+        fake.misbehave.silent = True  # reads nothing after CONNECTACK: confirms stay unread
+        extra = ", ping_seconds = 600"
+        config = tmp_path / "orderhook.toml"
+        config.write_text('[hub]\ndb = "hub.db"\nport = 0\n' + taobao_shop(fake.url, extra=extra))
+        db = tmp_path / "hub.db"
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            "from hub.cli import main; main()",
+            "serve",
+            "--config",
+            str(config),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            mid = fake.publish("taobao_trade_TradeBuyerPay", trade(9), user_id=SELLER_ID, nick=NICK)
+            await eventually(lambda: committed_requests(db), timeout=30)
+        finally:
+            process.kill()  # SIGKILL: no shutdown, no drain
+            await process.wait()
+        assert not fake.mailbox.confirmed
+        fake.drop()  # the platform side of the dead connection goes, Confirm unread
+        fake.misbehave.silent = False
+        async with running(config):
+            await fake.mailbox.wait_confirmed([mid])
+    assert rows(db, "SELECT count(*) FROM events") == [(1,)]
+    assert rows(db, "SELECT outcome FROM requests ORDER BY id") == [("accepted",), ("duplicate",)]
