@@ -88,13 +88,6 @@ def plan(settings: Settings) -> list[Link]:
     links = []
     for (platform, _key), shops in groups.items():
         first = shops[0]
-        if any(s.secret != first.secret for s in shops[1:]):
-            log.warning(
-                "shops %s share a %s channel but not a secret; using %s's",
-                ", ".join(s.name for s in shops),
-                platform,
-                first.name,
-            )
         links.append(
             Link(
                 platform=platform,
@@ -135,16 +128,45 @@ def state(hub: Hub) -> list[dict[str, Any]]:
     return rows
 
 
+RESCAN_SECONDS = 5.0  # how soon a reloaded config's channels are opened or closed
+
+
 async def run(hub: Hub) -> None:
-    states = [
-        LinkState(link, shops={s.name: ShopState() for s in link.shops})
-        for link in plan(hub.settings)
-    ]
-    _STATES[hub] = states
-    for st in states:
-        _set_connected(hub, st, False)
-    if states:
-        await asyncio.gather(*(hold(hub, st) for st in states))
+    """The service: one `hold` task per link, following config reloads (`hub.settings`
+    replaced): new links open, removed or changed ones close and reopen."""
+    running: list[tuple[LinkState, asyncio.Task[None]]] = []
+    try:
+        while True:
+            wanted = plan(hub.settings)
+            keep = []
+            for st, task in running:
+                if st.link in wanted and not task.done():
+                    keep.append((st, task))
+                else:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+                    _set_connected(hub, st, False)
+            for link in wanted:
+                if not any(st.link == link for st, _ in keep):
+                    if any(s.secret != link.secret for s in link.shops):
+                        log.warning(
+                            "shops %s share a %s channel but not a secret; using %s's",
+                            ", ".join(s.name for s in link.shops),
+                            link.platform,
+                            link.shops[0].name,
+                        )
+                    st = LinkState(link, shops={s.name: ShopState() for s in link.shops})
+                    _set_connected(hub, st, False)
+                    keep.append(
+                        (st, asyncio.create_task(hold(hub, st), name=f"channel:{link.name}"))
+                    )
+            running = keep
+            _STATES[hub] = [st for st, _ in running]
+            await asyncio.sleep(RESCAN_SECONDS)
+    finally:
+        for _st, task in running:
+            task.cancel()
+        await asyncio.gather(*(task for _st, task in running), return_exceptions=True)
 
 
 async def hold(hub: Hub, st: LinkState) -> None:

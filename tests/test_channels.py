@@ -349,3 +349,15 @@ async def test_hub_process_killed_before_its_confirm_is_read_stores_once(write_c
             await fake.mailbox.wait_confirmed([mid])
     assert rows(db, "SELECT count(*) FROM events") == [(1,)]
     assert rows(db, "SELECT outcome FROM requests ORDER BY id") == [("accepted",), ("duplicate",)]
+
+
+async def test_channels_follow_a_config_reload(write_config, monkeypatch):
+    monkeypatch.setattr(channels, "RESCAN_SECONDS", 0.05)
+    async with FakeTmc(APP_KEY, TB_SECRET) as tmall, FakePmc(CLIENT_ID, PDD_SECRET) as pdd:
+        async with running(write_config(taobao_shop(tmall.url))) as hub:
+            await tmall.wait_connects(1)
+            assert [s["shop"] for s in channels.state(hub)] == ["acme-tmall"]
+            hub.settings = load(write_config(pdd_shop(pdd.url)), env={})  # tmall removed
+            await pdd.wait_connects(1)
+            await eventually(lambda: not tmall.connections)  # its channel was closed
+            assert [s["shop"] for s in channels.state(hub)] == ["acme-pdd"]
