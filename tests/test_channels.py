@@ -10,9 +10,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
+import respx
 
 from hub import channels
 from hub.app import create_app
@@ -67,6 +69,10 @@ def rows(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return conn.execute(sql, args).fetchall()
     finally:
         conn.close()
+
+
+def last_error(hub: Hub) -> str | None:
+    return next((row["last_error"] for row in channels.state(hub)), None)
 
 
 def committed_requests(db: Path) -> list[tuple[Any, ...]]:
@@ -194,7 +200,7 @@ async def test_taobao_bad_signature_is_refused_and_reported(write_config, tmp_pa
     async with FakeTmc(APP_KEY, TB_SECRET) as fake:
         async with running(write_config(taobao_shop(fake.url, secret="wrong"))) as hub:
             await fake.wait_connects(2)  # refused, and retried with backoff
-            state = await eventually(lambda: channels.state(hub)[0]["last_error"])
+            state = await eventually(lambda: last_error(hub))
         assert fake.connects[0] == (False, "invalid sign")
         assert not fake.connections
     assert state == "connect_refused: status 0: invalid sign"
@@ -300,7 +306,7 @@ async def test_pinduoduo_bad_sign_is_refused_and_reported(write_config):
     async with FakePmc(CLIENT_ID, PDD_SECRET) as fake:
         async with running(write_config(pdd_shop(fake.url, secret="wrong"))) as hub:
             await fake.wait_connects(1)
-            error = await eventually(lambda: channels.state(hub)[0]["last_error"])
+            error = await eventually(lambda: last_error(hub))
         assert fake.connects[0] == (False, "invalid sign")
     assert error.startswith("connect_refused: HTTP 401") and "invalid sign" in error
 
@@ -311,7 +317,7 @@ async def test_pinduoduo_reconnects_when_heartbeats_stop(write_config):
         extra = ", heartbeat_timeout_seconds = 0.3"
         async with running(write_config(pdd_shop(fake.url, extra=extra))) as hub:
             await fake.wait_connects(2)
-            error = await eventually(lambda: channels.state(hub)[0]["last_error"])
+            error = await eventually(lambda: last_error(hub))
     assert error == "stalled: server heartbeats stopped"
 
 
@@ -353,11 +359,42 @@ async def test_hub_process_killed_before_its_confirm_is_read_stores_once(write_c
 
 async def test_channels_follow_a_config_reload(write_config, monkeypatch):
     monkeypatch.setattr(channels, "RESCAN_SECONDS", 0.05)
-    async with FakeTmc(APP_KEY, TB_SECRET) as tmall, FakePmc(CLIENT_ID, PDD_SECRET) as pdd:
-        async with running(write_config(taobao_shop(tmall.url))) as hub:
-            await tmall.wait_connects(1)
-            assert [s["shop"] for s in channels.state(hub)] == ["acme-tmall"]
-            hub.settings = load(write_config(pdd_shop(pdd.url)), env={})  # tmall removed
-            await pdd.wait_connects(1)
-            await eventually(lambda: not tmall.connections)  # its channel was closed
-            assert [s["shop"] for s in channels.state(hub)] == ["acme-pdd"]
+    tmall_fake, pdd_fake = FakeTmc(APP_KEY, TB_SECRET), FakePmc(CLIENT_ID, PDD_SECRET)
+    async with (
+        tmall_fake as tmall,
+        pdd_fake as pdd,
+        running(write_config(taobao_shop(tmall.url))) as hub,
+    ):
+        await tmall.wait_connects(1)
+        assert [s["shop"] for s in channels.state(hub)] == ["acme-tmall"]
+        hub.settings = load(write_config(pdd_shop(pdd.url)), env={})  # tmall removed
+        await pdd.wait_connects(1)
+        await eventually(lambda: not tmall.connections)  # its channel was closed
+        assert [s["shop"] for s in channels.state(hub)] == ["acme-pdd"]
+
+
+@respx.mock(assert_all_called=False)
+async def test_taobao_connect_carries_the_tmc_auth_token(write_config, respx_mock):
+    """As the Java SDK does for mc.api.taobao.com: `taobao.tmc.auth.get(group)` first,
+    its result in the CONNECT's `token` header; an API refusal is reported."""
+    answers = iter(
+        [
+            httpx.Response(200, json={"error_response": {"code": 29, "msg": "Invalid app Key"}}),
+            httpx.Response(200, json={"tmc_auth_get_response": {"result": "auth-123"}}),
+        ]
+    )
+    route = respx_mock.post(url__startswith="http://top.test/router/rest").mock(
+        side_effect=lambda request: next(answers)
+    )
+    async with FakeTmc(APP_KEY, TB_SECRET) as fake:
+        fake.auth_token = "auth-123"
+        shop = taobao_shop(fake.url, extra=", tmc_auth = true") + 'api_base = "http://top.test"\n'
+        hub = Hub(load(write_config(shop), env={}), services=[channels.run])
+        async with hub.running():
+            error = await eventually(lambda: last_error(hub))
+            await fake.wait_connects(1)
+        assert fake.connects[0] == (True, "accepted")
+    assert error.startswith("auth_failed: taobao.tmc.auth.get")
+    sent = [dict(parse_qsl(call.request.url.query.decode())) for call in route.calls]
+    assert sent[0]["method"] == "taobao.tmc.auth.get" and sent[0]["app_key"] == APP_KEY
+    assert dict(parse_qsl(route.calls[0].request.content.decode())) == {"group": "default"}

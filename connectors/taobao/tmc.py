@@ -69,19 +69,47 @@ def sign(secret: str, app_key: str, group_name: str, timestamp: str) -> str:
 
 
 def connect_frame(
-    app_key: str, secret: str, group_name: str = DEFAULT_GROUP, *, timestamp_ms: int | None = None
+    app_key: str,
+    secret: str,
+    group_name: str = DEFAULT_GROUP,
+    *,
+    timestamp_ms: int | None = None,
+    auth_token: str | None = None,
 ) -> Frame:
     ts = str(int(time.time() * 1000) if timestamp_ms is None else timestamp_ms)
-    return Frame(
-        MessageType.CONNECT,
-        {
-            "app_key": app_key,
-            "group_name": group_name,
-            "timestamp": ts,
-            "sign": sign(secret, app_key, group_name, ts),
-            "sdk": SDK,
-        },
-    )
+    headers = {
+        "app_key": app_key,
+        "group_name": group_name,
+        "timestamp": ts,
+        "sign": sign(secret, app_key, group_name, ts),
+        "sdk": SDK,
+    }
+    if auth_token:  # the Java SDK's custom `token` header (not the session Token)
+        headers["token"] = auth_token
+    return Frame(MessageType.CONNECT, headers)
+
+
+async def auth_token(link: Link, group_name: str) -> str | None:
+    """What the Java SDK puts in the CONNECT's `token` header when it connects to
+    mc.api.taobao.com: the result of API `taobao.tmc.auth.get(group)`. Option `tmc_auth`
+    forces it on or off; by default it is fetched exactly when the SDK would."""
+    if not link.option("tmc_auth", "mc.api.taobao.com" in link.url):
+        return None
+    from connectors import api_client  # the API client needs the registry: import late
+    from connectors.base import ApiError
+
+    client = api_client(link.shops[0])
+    try:
+        answer = await client.call("taobao.tmc.auth.get", {"group": group_name}, read=False)  # type: ignore[attr-defined]
+    except ApiError as exc:
+        raise ChannelRefused("auth_failed", f"taobao.tmc.auth.get: {exc}") from None
+    finally:
+        await client.aclose()
+    body = answer.body if isinstance(answer.body, dict) else {}
+    result = (body.get("tmc_auth_get_response") or {}).get("result")
+    if not result:
+        raise ChannelRefused("auth_failed", "taobao.tmc.auth.get answered without a result")
+    return str(result)
 
 
 # Header order below is the Java SDK's (HashMap order of these keys), so our frames are
@@ -190,6 +218,7 @@ class TmcChannel:
 
     async def session(self, link: Link, receive: Receive, opened: Callable[[], None]) -> None:
         group = str(link.option("group_name", DEFAULT_GROUP))
+        token_for_connect = await auth_token(link, group)
         async with connect(
             link.url,
             open_timeout=float(link.option("open_timeout_seconds", 10)),
@@ -199,7 +228,11 @@ class TmcChannel:
             max_size=int(link.option("max_frame_bytes", 8 << 20)),
             proxy=link.option("proxy", None),  # direct unless the shop names a proxy
         ) as ws:
-            await ws.send(encode(connect_frame(link.app_key, link.secret, group)))
+            await ws.send(
+                encode(
+                    connect_frame(link.app_key, link.secret, group, auth_token=token_for_connect)
+                )
+            )
             token = await self._connected(ws, link)
             opened()
             where = peer(ws)

@@ -61,6 +61,8 @@ class FakeTmc(FakeServer):
         self.group_name = group_name
         self.tick_seconds = tick_seconds
         self.pulls = 0
+        # set to demand the CONNECT carry this `token` (what taobao.tmc.auth.get returned)
+        self.auth_token: str | None = None
         self._next_id = 9_007_199_254_740_993  # 2**53 + 1: ids beyond a double's reach
 
     async def _serve(self) -> Server:
@@ -144,6 +146,8 @@ class FakeTmc(FakeServer):
         expected = tmc.sign(self.secret, self.app_key, group, str(h.get("timestamp")))
         if h.get("sign") != expected:
             return "invalid sign"
+        if self.auth_token is not None and h.get("token") != self.auth_token:
+            return "invalid token"
         return None
 
     async def _on_frame(self, conn: ServerConnection, token: str, data: bytes) -> None:
