@@ -46,10 +46,11 @@ class Link:
     secret: str
     shops: tuple[Shop, ...]
     options: dict[str, Any] = field(default_factory=dict)
+    key: str = ""  # the channel's link key (URL, app key, group): what makes it one link
 
     @property
     def name(self) -> str:
-        return f"{self.platform}:{self.app_key}"
+        return f"{self.platform}|{self.key or self.app_key}"
 
     def option(self, key: str, default: Any) -> Any:
         return self.options.get(key, default)

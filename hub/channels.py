@@ -86,7 +86,7 @@ def plan(settings: Settings) -> list[Link]:
         if key is not None:
             groups[(shop.platform, key)].append(shop)
     links = []
-    for (platform, _key), shops in groups.items():
+    for (platform, key), shops in groups.items():
         first = shops[0]
         links.append(
             Link(
@@ -97,6 +97,7 @@ def plan(settings: Settings) -> list[Link]:
                 secret=first.secret,
                 shops=tuple(shops),
                 options=dict(first.options),  # connection options come from the first shop
+                key=key,
             )
         )
     return links

@@ -197,7 +197,7 @@ def m0004_channels(db: Database) -> None:
         """
         CREATE TABLE channel_sessions (
             id INTEGER PRIMARY KEY,
-            link TEXT NOT NULL,            -- 'platform:app_key': one connection, many shops
+            link TEXT NOT NULL,            -- 'platform|url|app_key[|group]': one connection
             platform TEXT NOT NULL,
             channel TEXT NOT NULL,         -- tmc | pmc
             url TEXT NOT NULL,
