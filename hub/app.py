@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from hub import api, board, reconcile_api
+from hub import api, board, channels, reconcile_api
 from hub.auth import TokenAuth
 from hub.dispatch import api as dispatch_api
 from hub.ingest import Ingest
@@ -43,6 +43,7 @@ class HubApp:
                 *reconcile_api.routes,
                 *dispatch_api.routes,
                 *board.routes,
+                *channels.routes,
             ],
             middleware=[Middleware(TokenAuth, hub=hub)],
             lifespan=run_hub if lifespan else None,

@@ -116,25 +116,18 @@ class Ingest:
                 peers=self.peers(shop),
             )
             _check_content_type(connector, content_type)
-            connector.verify(msg)
-            events = connector.parse(msg)
-            job = IngestJob(record, events, connector.ack(msg), _conflict_reply(connector, msg))
         except Rejection as rejection:
-            record.outcome, record.reason = "rejected", rejection.reason
-            record.detail, record.forensics = rejection.detail or None, rejection.forensics
             reply = connector.reject(msg, rejection) if connector else generic_error(rejection)
-            job = IngestJob(record, [], reply)
-        except Exception as exc:  # our bug, not the sender's: keep the request anyway
-            log.exception("connector %s failed on %s", platform, path)
-            record.outcome, record.reason = "error", "internal_error"
-            record.detail = f"{type(exc).__name__}: {exc}"[:500]
-            job = IngestJob(record, [], _failure(connector, msg, "internal_error", 500))
+            job = refused(record, rejection, reply)
+        else:
+            assert connector is not None and msg is not None
+            job = judge(connector, msg, record)
         try:
             result = await self.store.ingest(job)
             reply, outcome, reason = result.reply, result.outcome, result.reason
         except Exception:
             log.exception("store failed to record %s", path)
-            reply = _failure(connector, msg, "store_unavailable", 503)
+            reply = failure(connector, msg, "store_unavailable", 503)
             outcome, reason = "error", "store_unavailable"
         await send(
             {
@@ -161,6 +154,29 @@ class Ingest:
                 m.events_unknown.labels(event.platform, event.platform_type[:64]).inc()
 
 
+def judge(connector: Connector, msg: Inbound, record: RequestRecord) -> IngestJob:
+    """Verify and parse one received message (an HTTP push or a channel message) into the
+    job the store commits: its events and the ack, or the rejection and its reply."""
+    try:
+        connector.verify(msg)
+        events = connector.parse(msg)
+        return IngestJob(record, events, connector.ack(msg), _conflict_reply(connector, msg))
+    except Rejection as rejection:
+        return refused(record, rejection, connector.reject(msg, rejection))
+    except Exception as exc:  # our bug, not the sender's: keep the message anyway
+        log.exception("connector %s failed on %s", msg.platform, msg.path)
+        record.outcome, record.reason = "error", "internal_error"
+        record.detail = f"{type(exc).__name__}: {exc}"[:500]
+        return IngestJob(record, [], failure(connector, msg, "internal_error", 500))
+
+
+def refused(record: RequestRecord, rejection: Rejection, reply: Reply) -> IngestJob:
+    """The job for a message the hub will not take: recorded with its reason, no events."""
+    record.outcome, record.reason = "rejected", rejection.reason
+    record.detail, record.forensics = rejection.detail or None, rejection.forensics
+    return IngestJob(record, [], reply)
+
+
 def _check_content_type(connector: Connector, content_type: str) -> None:
     media = content_type.split(";", 1)[0].strip().lower()
     if media not in connector.content_types:
@@ -171,7 +187,7 @@ def _check_content_type(connector: Connector, content_type: str) -> None:
         )
 
 
-def _failure(connector: Connector | None, msg: Inbound | None, reason: str, status: int) -> Reply:
+def failure(connector: Connector | None, msg: Inbound | None, reason: str, status: int) -> Reply:
     """Our own failure, answered in the platform's shape when we can (so a platform that
     retries on its own error code, like JD Daojia's -10000, does retry)."""
     fallback = UNAVAILABLE if status == 503 else INTERNAL_ERROR

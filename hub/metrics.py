@@ -107,6 +107,32 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(ApiCollector())
+        # message channels the hub holds open (Taobao TMC, Pinduoduo); one series per shop
+        # even when several shops share one connection (hub/channels.py)
+        self.channel_connected = Gauge(
+            "orderhook_channel_connected",
+            "1 while the shop's message channel is open",
+            ["platform", "shop"],
+            registry=self.registry,
+        )
+        self.channel_reconnects = Counter(
+            "orderhook_channel_reconnects",
+            "Times the shop's message channel was reopened after a drop or a failed connect",
+            ["platform", "shop"],
+            registry=self.registry,
+        )
+        self.channel_last_message = Gauge(
+            "orderhook_channel_last_message_timestamp_seconds",
+            "Unix time of the last message received on the shop's channel",
+            ["platform", "shop"],
+            registry=self.registry,
+        )
+        self.channel_lag = Gauge(
+            "orderhook_channel_lag_seconds",
+            "Publish-to-receipt delay of the last message on the shop's channel",
+            ["platform", "shop"],
+            registry=self.registry,
+        )
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)

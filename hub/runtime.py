@@ -15,7 +15,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from hub import reconcile, retention
+from hub import channels, reconcile, retention
 from hub.dispatch import service as dispatch
 from hub.metrics import Metrics
 from hub.settings import Settings
@@ -31,6 +31,7 @@ SERVICES: list[Service] = [
     dispatch.watch_config,
     retention.run,
     reconcile.run,
+    channels.run,
 ]
 
 

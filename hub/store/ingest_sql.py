@@ -125,9 +125,10 @@ def ingest(conn: sqlite3.Connection, ctx: BatchContext, job: IngestJob) -> Inges
             if cur.rowcount == 1:
                 new_ids.append(cur.lastrowid or 0)
                 continue
-            if event.message_id is not None:
-                # only the SAME message id with another body is a reuse; with a content
-                # key two different messages may describe the same change (a duplicate)
+            # only the SAME platform message id with another body is a reuse: with a
+            # content key (channels, reconciliation) two messages may describe the same
+            # change, and that is a duplicate
+            if event.message_id is not None and event.dedupe_key.startswith("m:"):
                 row = conn.execute(
                     "SELECT payload_sha, request_id, message_id FROM events WHERE dedupe_key = ?",
                     (event.dedupe_key,),

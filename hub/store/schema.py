@@ -188,6 +188,31 @@ def m0003_reconcile(db: Database) -> None:
     db.execute("CREATE INDEX reconcile_runs_shop ON reconcile_runs(shop, id)")
 
 
+@migrations(name="0004_channels")
+def m0004_channels(db: Database) -> None:
+    # One row per connection to a platform's message channel (Taobao TMC, Pinduoduo):
+    # when it was tried, whether it opened, how it ended and why. "Why did no orders
+    # arrive at 02:00?" is answered here. See hub/channels.py.
+    db.execute(
+        """
+        CREATE TABLE channel_sessions (
+            id INTEGER PRIMARY KEY,
+            link TEXT NOT NULL,            -- 'platform|url|app_key[|group]': one connection
+            platform TEXT NOT NULL,
+            channel TEXT NOT NULL,         -- tmc | pmc
+            url TEXT NOT NULL,
+            shops TEXT NOT NULL,           -- JSON list of the shop names it serves
+            started_at TEXT NOT NULL,
+            opened_at TEXT,                -- NULL: the connect failed or was refused
+            ended_at TEXT NOT NULL,
+            messages INTEGER NOT NULL DEFAULT 0,
+            error TEXT                     -- why it ended ('connect_refused: ...', ...)
+        )
+        """
+    )
+    db.execute("CREATE INDEX channel_sessions_link ON channel_sessions(link, ended_at)")
+
+
 @migrations(name="0007_dispatch")
 def m0007_dispatch(db: Database) -> None:
     # Order state machine: the facts rules look at, and where the order was routed.
