@@ -8,7 +8,7 @@ from starlette.routing import Route
 
 from hub.auth import requires
 from hub.runtime import Hub
-from hub.store import queries
+from hub.store import delivery_sql, queries
 from sandbox import recordings
 
 
@@ -67,6 +67,9 @@ async def get_order(request: Request) -> Response:
         return _error(404, "not_found", "no such order")
     order["events"] = await store.read(
         queries.events_for_order, p["platform"], p["shop"], p["order_id"]
+    )
+    order["shipments"] = await store.read(
+        delivery_sql.shipments_for_order, p["platform"], p["shop"], p["order_id"]
     )
     return JSONResponse(order)
 

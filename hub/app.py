@@ -19,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from hub import api, board, channels, reconcile_api
 from hub.auth import TokenAuth
+from hub.delivery import routes as delivery_routes
 from hub.dispatch import api as dispatch_api
 from hub.ingest import Ingest
 from hub.metrics import CONTENT_TYPE_LATEST
@@ -44,6 +45,7 @@ class HubApp:
                 *dispatch_api.routes,
                 *board.routes,
                 *channels.routes,
+                *delivery_routes.routes,
             ],
             middleware=[Middleware(TokenAuth, hub=hub)],
             lifespan=run_hub if lifespan else None,

@@ -133,6 +133,20 @@ class Metrics:
             ["platform", "shop"],
             registry=self.registry,
         )
+        self.outbox_attempts = Counter(
+            "orderhook_outbox_attempts",
+            "Outbox send attempts by kind and what became of the row "
+            "(done, retry, dead, disabled, lost_lease)",
+            ["kind", "outcome"],
+            registry=self.registry,
+        )
+        self.outbox_send_seconds = Histogram(
+            "orderhook_outbox_send_seconds",
+            "Duration of one outbox send (request to answer, or to the error)",
+            ["kind"],
+            buckets=(*ACK_BUCKETS, 10.0, 30.0),
+            registry=self.registry,
+        )
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)

@@ -16,6 +16,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from hub import channels, reconcile, retention
+from hub.delivery import fanout, worker
 from hub.dispatch import service as dispatch
 from hub.metrics import Metrics
 from hub.settings import Settings
@@ -32,6 +33,8 @@ SERVICES: list[Service] = [
     retention.run,
     reconcile.run,
     channels.run,
+    fanout.run,
+    worker.run,
 ]
 
 

@@ -81,6 +81,7 @@ class Settings:
 SECTIONS: dict[str, str] = {
     "notify": "hub.notify:parse_section",
     "dispatch": "hub.dispatch.config:parse_section",
+    "delivery": "hub.delivery.config:parse",
 }
 
 Fail = Callable[..., ConfigError]

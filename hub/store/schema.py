@@ -313,3 +313,79 @@ def m0007_dispatch(db: Database) -> None:
     )
     db.execute("CREATE INDEX dispatch_log_order ON dispatch_log(platform, shop, order_id)")
     db.execute("CREATE INDEX dispatch_log_decision ON dispatch_log(decision, at)")
+
+
+@migrations(name="0005_delivery")
+def m0005_delivery(db: Database) -> None:
+    # Who holds a row's lease (a settle from a worker whose lease was swept is ignored),
+    # how many times it was sent (attempts counts only failures towards the dead limit).
+    db.execute("ALTER TABLE outbox ADD COLUMN lease_owner TEXT")
+    db.execute("ALTER TABLE outbox ADD COLUMN sends INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE outbox ADD COLUMN last_status INTEGER")
+    db.execute("ALTER TABLE outbox ADD COLUMN settled_at TEXT")
+    # one lane = one order's rows to one destination; the worker sends a lane in id order
+    db.execute("CREATE INDEX outbox_lane ON outbox(kind, target, order_key, id)")
+    db.execute("CREATE INDEX outbox_lease ON outbox(state, lease_until)")
+    # Every attempt, as evidence: what was sent, what came back, how long it took.
+    db.execute(
+        """
+        CREATE TABLE outbox_attempts (
+            id INTEGER PRIMARY KEY,
+            outbox_id INTEGER NOT NULL,
+            started_at TEXT NOT NULL,
+            duration_ms REAL NOT NULL,
+            request TEXT NOT NULL,         -- JSON: url/method/headers/body excerpt, or the call
+            response_status INTEGER,
+            response_body TEXT,            -- excerpt
+            code TEXT,                     -- the receiver's own error code, when it has one
+            error TEXT,                    -- transport error, timeout, refusal
+            outcome TEXT NOT NULL,         -- done | retry | dead | disabled | lost_lease
+            counted INTEGER NOT NULL DEFAULT 1  -- 0: a breaker probe, not held against the row
+        )
+        """
+    )
+    db.execute("CREATE INDEX outbox_attempts_row ON outbox_attempts(outbox_id, id)")
+    # The merchant's systems (ERP, WMS, BI) subscribed to canonical order events.
+    db.execute(
+        """
+        CREATE TABLE subscriptions (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            url TEXT NOT NULL,
+            secret TEXT NOT NULL,          -- whsec_...; signs every delivery
+            old_secret TEXT,               -- still signed with until old_secret_until (rotation)
+            old_secret_until TEXT,
+            kinds TEXT NOT NULL DEFAULT '[]',      -- JSON lists; empty = all
+            platforms TEXT NOT NULL DEFAULT '[]',
+            shops TEXT NOT NULL DEFAULT '[]',
+            include_payload INTEGER NOT NULL DEFAULT 1,
+            from_event_id INTEGER NOT NULL,        -- events after this one are delivered
+            disabled_at TEXT,
+            disabled_reason TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )
+        """
+    )
+    # Reverse sync: tracking numbers sent back to the platform, and what it answered.
+    db.execute(
+        """
+        CREATE TABLE shipments (
+            id INTEGER PRIMARY KEY,
+            platform TEXT NOT NULL,
+            shop TEXT NOT NULL,
+            order_id TEXT NOT NULL,
+            carrier TEXT NOT NULL,
+            tracking_no TEXT NOT NULL,
+            outbox_id INTEGER,
+            state TEXT NOT NULL,           -- queued | retrying | done | failed
+            code TEXT,                     -- the platform's error code
+            message TEXT,                  -- the platform's error message
+            requested_by TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (platform, shop, order_id, carrier, tracking_no)
+        )
+        """
+    )
+    db.execute("CREATE INDEX shipments_outbox ON shipments(outbox_id)")

@@ -1,0 +1,34 @@
+"""Raising an alert from inside a delivery transaction.
+
+`hub.notify.alert(conn, settings, title=, text=, severity=)` queues notification rows in
+the caller's transaction; it belongs to the notification stage, so it is looked up when
+needed (a hub without it logs the alert instead). A failing alert is rolled back to a
+savepoint and logged: it must never undo the settle it rides along with, or the row
+would be sent again.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sqlite3
+from typing import Any
+
+from hub.store import delivery_sql
+
+log = logging.getLogger("orderhook.delivery")
+
+
+def raise_alert(
+    conn: sqlite3.Connection, settings: Any, title: str, text: str, severity: str
+) -> None:
+    log.warning("%s: %s", title, text)
+    try:
+        notify = importlib.import_module("hub.notify")
+    except ModuleNotFoundError:
+        return
+    try:
+        with delivery_sql.savepoint(conn, "alert"):
+            notify.alert(conn, settings, title=title, text=text, severity=severity)
+    except Exception:
+        log.exception("could not queue the alert %r", title)

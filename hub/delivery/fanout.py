@@ -1,0 +1,96 @@
+"""Post-commit stage: turn each new canonical event into outbox rows for the
+subscriptions that match it, in the same transaction as the cursor move — so an event
+is queued for every subscriber exactly once, whatever crashes when (the rows' dedupe
+key `sub:{id}:event:{id}` makes even a replayed batch harmless).
+
+The body is built here, once, and stored: every retry sends the same bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+from hub.store import delivery_sql, queries
+from hub.store.outbox_sql import enqueue
+
+if TYPE_CHECKING:
+    from hub.runtime import Hub
+
+log = logging.getLogger("orderhook.delivery")
+
+STAGE = "delivery.subscriptions"
+BATCH = 500
+
+
+def matches(sub: dict[str, Any], event: dict[str, Any]) -> bool:
+    return (
+        event["id"] > sub["from_event_id"]
+        and (not sub["kinds"] or event["kind"] in sub["kinds"])
+        and (not sub["platforms"] or event["platform"] in sub["platforms"])
+        and (not sub["shops"] or event["shop"] in sub["shops"])
+    )
+
+
+def envelope(event: dict[str, Any], *, include_payload: bool) -> dict[str, Any]:
+    """The Standard Webhooks payload shape: type, timestamp (of the event), data."""
+    data = {
+        "event_id": event["id"],
+        "platform": event["platform"],
+        "shop": event["shop"],
+        "order_id": event["order_id"],
+        "kind": event["kind"],
+        "platform_type": event["platform_type"],
+        "message_id": event["message_id"],
+        "occurred_at": event["occurred_at"],
+        "amount": event["amount"],  # text: exact decimal
+        "currency": event["currency"],
+        "source": event["source"],
+    }
+    if include_payload:
+        data["payload"] = event["payload"]
+    return {"type": f"order.{event['kind']}", "timestamp": event["occurred_at"], "data": data}
+
+
+def order_key(event: dict[str, Any]) -> str:
+    return f"{event['platform']}:{event['shop']}:{event['order_id']}"
+
+
+def fan_out(conn: sqlite3.Connection, limit: int = BATCH) -> int:
+    """Queue deliveries for up to `limit` events past the cursor; returns how many were read."""
+    after = queries.cursor(conn, STAGE)
+    events = delivery_sql.events_for_fanout(conn, after, limit)
+    if not events:
+        return 0
+    subscriptions = delivery_sql.active_subscriptions(conn)
+    for event in events:
+        for sub in subscriptions:
+            if matches(sub, event):
+                enqueue(
+                    conn,
+                    kind="subscription",
+                    target=str(sub["id"]),
+                    payload=envelope(event, include_payload=sub["include_payload"]),
+                    order_key=order_key(event),
+                    dedupe_key=f"sub:{sub['id']}:event:{event['id']}",
+                )
+    queries.set_cursor(conn, STAGE, events[-1]["id"])
+    return len(events)
+
+
+async def run(hub: Hub) -> None:
+    """Fan out as commits announce new events (and every second, as a safety net)."""
+    wake = asyncio.Event()
+    hub.store.commit_listeners.append(lambda _max_id: wake.set())
+    while True:
+        try:
+            while await hub.store.write(fan_out) == BATCH:
+                pass
+        except Exception:
+            log.exception("queueing subscription deliveries failed; retrying")
+        wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=1.0)
