@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -139,9 +140,7 @@ def retry(
     ids = store.run(delivery_sql.matching_ids, flt)
     done: list[int] = []
     chunk = 500
-    with click.progressbar(
-        length=len(ids), label="re-queueing", file=click.get_text_stream("stderr")
-    ) as bar:
+    with click.progressbar(length=len(ids), label="re-queueing", file=sys.stderr) as bar:
         for start in range(0, len(ids), chunk):
             part = ids[start : start + chunk]
             done += store.run(delivery_sql.requeue, part)

@@ -107,9 +107,7 @@ def _change(config: Path, db: Path | None, fn: Any, *args: Any) -> Any:
     store = Store(load_settings(config, db).db)
     try:
         return store.run(fn, *args)
-    except LookupError as exc:
-        raise click.ClickException(str(exc)) from None
-    except ValueError as exc:
+    except (LookupError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
