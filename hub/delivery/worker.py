@@ -158,11 +158,15 @@ class Worker:
         t0 = time.perf_counter()
         try:
             try:
-                async with asyncio.timeout(self.config.timeout + 1.0):
+                # the whole send, not just each socket read (a receiver dripping bytes
+                # must not outlive the lease: lease_seconds > timeout is enforced)
+                async with asyncio.timeout(self.config.timeout):
                     outcome = await SENDERS[row["kind"]](self, row)
             except TimeoutError:
                 outcome = Outcome(
-                    False, detail=f"no answer within {self.config.timeout:g} s", unwell=True
+                    False,
+                    detail=f"timeout: no answer within {self.config.timeout:g} s",
+                    unwell=True,
                 )
             except Exception as exc:  # a sender bug must not strand the row
                 log.exception("outbox row %s: sender failed", row["id"])
@@ -190,7 +194,7 @@ class Worker:
             row["kind"], decision.state if applied else "lost_lease"
         ).inc()
         metrics.outbox_send_seconds.labels(row["kind"]).observe(seconds)
-        if opened:
+        if opened and row["kind"] != "notify":  # see the note on dead notifications
             await self.hub.store.write(
                 alerts.raise_alert,
                 self.hub.settings,
@@ -245,7 +249,7 @@ class Worker:
                 None if outcome.ok else outcome.detail,
             )
         what = f"outbox #{outbox_id} ({row['kind']} to {row['target']})"
-        if decision.state == "disabled" and row["kind"] == "subscription":
+        if decision.state == "disabled" and outcome.status == 410:
             reason = f"410 Gone from the receiver (outbox #{outbox_id})"
             delivery_sql.set_subscription_disabled(conn, int(row["target"]), reason)
             parked = delivery_sql.disable_lane_rows(conn, row["kind"], row["target"], reason)
