@@ -140,6 +140,12 @@ class Metrics:
             ["kind", "outcome"],
             registry=self.registry,
         )
+        self.outbox_rows = Gauge(
+            "orderhook_outbox_rows",
+            "Outbox rows by state (refreshed by the delivery worker)",
+            ["state"],
+            registry=self.registry,
+        )
         self.outbox_send_seconds = Histogram(
             "orderhook_outbox_send_seconds",
             "Duration of one outbox send (request to answer, or to the error)",

@@ -13,7 +13,7 @@ from hub.cli.options import config_options, load_settings
 from hub.store import Store, delivery_sql
 from hub.store.outbox_sql import KINDS
 
-STATES = ("pending", "leased", "done", "dead", "disabled")
+STATES = delivery_sql.STATES
 
 
 def filter_options(fn: Any) -> Any:

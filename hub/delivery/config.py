@@ -19,6 +19,8 @@ excerpt_bytes = 2048        # response body kept with each attempt
 allow_private = false       # allow loopback/private/link-local subscription targets
 rotation_grace_hours = 24.0 # old subscription secret still signed for this long
 shipment_users = []         # user names allowed to report shipments whatever their role
+alert_interval = 300.0      # at most one dead/paused alert per destination this often
+keep_done_days = 30         # delivered rows (and their attempts) are pruned after this
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class DeliveryConfig:
     allow_private: bool = False
     rotation_grace_hours: float = 24.0
     shipment_users: tuple[str, ...] = field(default=())
+    alert_interval: float = 300.0
+    keep_done_days: int = 30
 
 
 # (low, high) bounds per numeric key; a typo'd schedule should fail at start, not at 2 a.m.
@@ -67,6 +71,8 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "retry_after_max": (0.0, 7 * 86400.0),
     "excerpt_bytes": (0, 1 << 20),
     "rotation_grace_hours": (0.0, 24 * 90.0),
+    "alert_interval": (0.0, 86400.0),
+    "keep_done_days": (1, 3650),
 }
 
 

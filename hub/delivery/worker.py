@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
 import time
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("orderhook.delivery")
 
+PRUNE_EVERY = 3600.0
 SHIPMENT_STATE = {"done": "done", "dead": "failed", "retry": "retrying", "disabled": "failed"}
 
 
@@ -88,6 +90,9 @@ class Worker:
         )
         self.notify_http = httpx.AsyncClient(timeout=timeout, limits=limits)
         self._api_clients: dict[str, ApiClient] = {}
+        self._alerted: dict[str, tuple[float, int]] = {}
+        self._next_sweep = 0.0
+        self._next_prune = 0.0
 
     def api_client(self, target: str, shop: Shop) -> ApiClient:
         client = self._api_clients.get(target)
@@ -98,19 +103,42 @@ class Worker:
     # --- the loop -------------------------------------------------------------------------
 
     async def run(self) -> None:
-        sweep_every = max(self.config.lease_seconds / 4, self.config.poll_interval)
-        last_sweep = -sweep_every
         try:
             while True:
-                if time.monotonic() - last_sweep >= sweep_every:
-                    swept = await self.hub.store.write(delivery_sql.sweep, iso_utc(utcnow()))
-                    if swept:
-                        log.warning("took back %d expired outbox lease(s)", swept)
-                    last_sweep = time.monotonic()
+                await self.housekeeping()
                 if not await self.claim_once():
                     await asyncio.sleep(self.config.poll_interval)
         finally:
             await self.close()
+
+    async def housekeeping(self) -> None:
+        """Sweep expired leases and refresh the backlog gauge; prune delivered rows hourly."""
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + max(self.config.lease_seconds / 4, self.config.poll_interval)
+            swept = await self.hub.store.write(delivery_sql.sweep, iso_utc(utcnow()))
+            if swept:
+                log.warning("took back %d expired outbox lease(s)", swept)
+            counts = await self.hub.store.read(delivery_sql.state_counts)
+            for state in delivery_sql.STATES:
+                self.hub.metrics.outbox_rows.labels(state).set(counts.get(state, 0))
+        if now >= self._next_prune:
+            self._next_prune = now + PRUNE_EVERY
+            cutoff = iso_utc(utcnow() - timedelta(days=self.config.keep_done_days))
+            while await self.hub.store.write(delivery_sql.prune_done, cutoff):
+                pass
+
+    def _may_alert(self, key: str) -> int | None:
+        """None while an alert about this destination went out within alert_interval
+        (a receiver that is down must not bury ops in one alert per message); else how
+        many were held back since the last one."""
+        now = time.monotonic()
+        last, held = self._alerted.get(key, (-math.inf, 0))
+        if now - last < self.config.alert_interval:
+            self._alerted[key] = (last, held + 1)
+            return None
+        self._alerted[key] = (now, 0)
+        return held
 
     async def claim_once(self) -> int:
         slots = self.config.concurrency - len(self.tasks)
@@ -188,13 +216,19 @@ class Worker:
             outcome=decision.state,
             counted=decision.counted,
         )
-        applied = await self.hub.store.write(self._settle, row, attempt, decision, outcome)
+        alerting = (decision.state == "disabled" and outcome.gone and outcome.status == 410) or (
+            decision.state == "dead" and row["kind"] != "notify"
+        )
+        held = self._may_alert(key) if alerting else None
+        applied = await self.hub.store.write(self._settle, row, attempt, decision, outcome, held)
         metrics = self.hub.metrics
         metrics.outbox_attempts.labels(
             row["kind"], decision.state if applied else "lost_lease"
         ).inc()
         metrics.outbox_send_seconds.labels(row["kind"]).observe(seconds)
-        if opened and row["kind"] != "notify":  # see the note on dead notifications
+        # a dead notification raises no alert: the alert would go out through the very
+        # channels that are failing, and could loop
+        if opened and row["kind"] != "notify" and self._may_alert(key) is not None:
             await self.hub.store.write(
                 alerts.raise_alert,
                 self.hub.settings,
@@ -220,6 +254,7 @@ class Worker:
         attempt: delivery_sql.Attempt,
         decision: Decision,
         outcome: Outcome,
+        held: int | None,
     ) -> bool:
         outbox_id = row["id"]
         if not delivery_sql.holds_lease(conn, outbox_id, self.owner):
@@ -249,28 +284,28 @@ class Worker:
                 None if outcome.ok else outcome.detail,
             )
         what = f"outbox #{outbox_id} ({row['kind']} to {row['target']})"
-        if decision.state == "disabled" and outcome.status == 410:
+        more = f" ({held} similar alert(s) held back before this one)" if held else ""
+        if decision.state == "disabled" and row["kind"] == "subscription" and outcome.status == 410:
             reason = f"410 Gone from the receiver (outbox #{outbox_id})"
             delivery_sql.set_subscription_disabled(conn, int(row["target"]), reason)
             parked = delivery_sql.disable_lane_rows(conn, row["kind"], row["target"], reason)
-            alerts.raise_alert(
-                conn,
-                self.hub.settings,
-                f"Subscription {row['target']} disabled",
-                f"{what} was answered 410 Gone; {parked} waiting message(s) parked. "
-                f"Re-enable with `orderhook subscriptions enable {row['target']}`.",
-                "warning",
-            )
-        elif decision.state == "dead" and row["kind"] != "notify":
-            # a dead notification raises no alert: the alert would go out through the
-            # very channels that are failing, and could loop
+            if held is not None:
+                alerts.raise_alert(
+                    conn,
+                    self.hub.settings,
+                    f"Subscription {row['target']} disabled",
+                    f"{what} was answered 410 Gone; {parked} waiting message(s) parked. "
+                    f"Re-enable with `orderhook subscriptions enable {row['target']}`.{more}",
+                    "warning",
+                )
+        elif decision.state == "dead" and held is not None:
             alerts.raise_alert(
                 conn,
                 self.hub.settings,
                 f"Delivery dead: {what}",
                 f"Gave up after {row['attempts'] + int(decision.counted)} failed attempt(s): "
                 f"{outcome.detail or outcome.code}. "
-                f"Re-send with `orderhook outbox retry {outbox_id}`.",
+                f"Re-send with `orderhook outbox retry {outbox_id}`.{more}",
                 "error",
             )
         return True

@@ -13,7 +13,7 @@ from typing import Any
 
 from hub.model import iso_utc, utcnow
 
-OPEN_STATES = ("pending", "leased")  # a lane waits while an earlier row is in one of these
+STATES = ("pending", "leased", "done", "dead", "disabled")
 
 
 def _rows(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
@@ -473,6 +473,23 @@ def shipments_for_order(
 
 def get_shipment(conn: sqlite3.Connection, shipment_id: int) -> dict[str, Any] | None:
     return _one(conn.execute("SELECT * FROM shipments WHERE id = ?", (shipment_id,)))
+
+
+def prune_done(conn: sqlite3.Connection, settled_before: str, limit: int = 5000) -> int:
+    """Retention: drop delivered rows (and their attempts) settled before the cutoff.
+    Dead and parked rows stay until someone deals with them."""
+    ids = [
+        r[0]
+        for r in conn.execute(
+            "SELECT id FROM outbox WHERE state = 'done' AND settled_at < ? LIMIT ?",
+            (settled_before, limit),
+        )
+    ]
+    if ids:
+        marks = ",".join("?" * len(ids))
+        conn.execute(f"DELETE FROM outbox_attempts WHERE outbox_id IN ({marks})", ids)
+        conn.execute(f"DELETE FROM outbox WHERE id IN ({marks})", ids)
+    return len(ids)
 
 
 def release(conn: sqlite3.Connection, owner: str) -> int:

@@ -170,3 +170,29 @@ def test_sweeper_takes_back_only_expired_leases(settings):
     later = iso_utc(utcnow() + timedelta(seconds=61))
     assert store.run(delivery_sql.sweep, later) == 1
     assert not store.run(delivery_sql.holds_lease, row_id, "me")
+
+
+def test_delivered_rows_are_pruned_after_their_retention(settings):
+    store = Store(settings.db)
+
+    def seed(conn):
+        ids = [enqueue(conn, kind="notify", target="ops", payload={"n": n}) for n in range(3)]
+        old, recent = "2026-01-01T00:00:00.000000Z", iso_utc(utcnow())
+        for row_id, state, settled in zip(
+            ids, ("done", "done", "dead"), (old, recent, old), strict=True
+        ):
+            conn.execute(
+                "UPDATE outbox SET state = ?, settled_at = ? WHERE id = ?", (state, settled, row_id)
+            )
+            delivery_sql.add_attempt(
+                conn,
+                delivery_sql.Attempt(row_id, old, 1.0, {}, 200, "", None, None, state, True),
+            )
+        return ids
+
+    ids = store.run(seed)
+    assert store.run(delivery_sql.prune_done, "2026-06-01T00:00:00Z") == 1
+    assert store.run(delivery_sql.get_row, ids[0]) is None
+    assert store.run(delivery_sql.attempts_of, ids[0]) == []
+    assert store.run(delivery_sql.get_row, ids[1])["state"] == "done"  # recent: kept
+    assert store.run(delivery_sql.get_row, ids[2])["state"] == "dead"  # dead: kept for people

@@ -151,40 +151,35 @@ def _seconds_between(a: str, b: str) -> float:
 
 
 async def test_events_of_one_order_arrive_in_order(make_settings, notify):
-    # the first delivery of order O-1 fails twice; O-1's second event must wait for it,
-    # while order O-2 is not held up
+    # O-1's first event keeps failing until O-2 has arrived: O-1's second event must wait
+    # for it, and O-2 must not (if O-2 were held up behind O-1, O-1 would never succeed)
+    seen: list[tuple[str, str]] = []
+
     def answer(n, body):
         data = json.loads(body)["data"]
-        first_try_of_paid = data["order_id"] == "O-1" and data["kind"] == "paid"
-        return (500 if first_try_of_paid and answer.failed < 2 else 200, {}, 0.0)
+        seen.append((data["order_id"], data["kind"]))
+        held = data["order_id"] == "O-1" and data["kind"] == "paid" and ("O-2", "paid") not in seen
+        return (500 if held else 200, {}, 0.0)
 
-    answer.failed = 0
-    original = answer
-
-    def counting(n, body):
-        status, headers, hang = original(n, body)
-        if status == 500:
-            answer.failed += 1
-        return status, headers, hang
-
-    receiver = Receiver(answer=counting)
+    receiver = Receiver(answer=answer)
+    settings = make_settings(max_attempts=50, backoff_base=0.05, backoff_max=0.05)
     with serve_app(receiver) as url:
-        async with running(make_settings(backoff_base=0.2, backoff_max=0.3)) as (hub, client, _):
+        async with running(settings) as (hub, client, _):
             await subscribe(client, url)
             await push(client, "O-1", "paid")
             await push(client, "O-1", "shipped")
+            await wait_until(lambda: _first_failed(receiver), "O-1 failing")
             await push(client, "O-2", "paid")
             await wait_until(lambda: _done(hub, 3), "all three delivered")
     sequence = [(r.order_id, r.kind, r.status) for r in receiver.log]
     o1 = [s for s in sequence if s[0] == "O-1"]
-    assert o1 == [
-        ("O-1", "paid", 500),
-        ("O-1", "paid", 500),
-        ("O-1", "paid", 200),
-        ("O-1", "shipped", 200),
-    ]
-    # O-2 went out before O-1's first event finally succeeded
+    assert o1[-2:] == [("O-1", "paid", 200), ("O-1", "shipped", 200)]
+    assert all(s == ("O-1", "paid", 500) for s in o1[:-2]) and len(o1) >= 3
     assert sequence.index(("O-2", "paid", 200)) < sequence.index(("O-1", "paid", 200))
+
+
+async def _first_failed(receiver):
+    return any(r.status == 500 for r in receiver.log)
 
 
 async def test_secret_rotation_sends_both_signatures(make_settings, notify):
@@ -202,3 +197,21 @@ async def test_secret_rotation_sends_both_signatures(make_settings, notify):
     assert len(got.headers["webhook-signature"].split(" ")) == 2
     Webhook(sub["secret"]).verify(got.body, got.headers)  # receiver not yet switched
     Webhook(rotated["secret"]).verify(got.body, got.headers)  # receiver already switched
+
+
+async def test_a_dead_receiver_raises_one_alert_not_one_per_message(make_settings, notify):
+    receiver = Receiver(answer=lambda n, body: (404, {}, 0.0))
+    with serve_app(receiver) as url:
+        async with running(make_settings(max_attempts=1)) as (hub, client, _):
+            await subscribe(client, url)
+            for n in range(3):
+                await push(client, f"Z-{n}")
+
+            async def all_dead():
+                counts = await hub.store.read(delivery_sql.state_counts)
+                return counts.get("dead") == 3
+
+            await wait_until(all_dead, "three dead rows")
+            metrics = (await client.get("/metrics")).text
+    assert len(notify.alerts) == 1
+    assert 'orderhook_outbox_attempts_total{kind="subscription",outcome="dead"} 3.0' in metrics
