@@ -127,8 +127,7 @@ def retry(
     if row_id is not None:
         if any(v is not None for v in (kind, target, order_key, since)):
             raise click.UsageError("filters go with --dead, not with a row id")
-        done = store.run(delivery_sql.requeue, [row_id])
-        if not done:
+        if not store.run(delivery_sql.requeue, [row_id]):
             raise click.ClickException(
                 f"outbox row {row_id} does not exist, is being sent, or is already done"
             )
@@ -138,14 +137,14 @@ def retry(
         state="dead", kind=kind, target=target, order_key=order_key, since=since
     )
     ids = store.run(delivery_sql.matching_ids, flt)
-    done: list[int] = []
+    requeued = 0
     chunk = 500
     with click.progressbar(length=len(ids), label="re-queueing", file=sys.stderr) as bar:
         for start in range(0, len(ids), chunk):
             part = ids[start : start + chunk]
-            done += store.run(delivery_sql.requeue, part)
+            requeued += len(store.run(delivery_sql.requeue, part))
             bar.update(len(part))
-    click.echo(f"queued {len(done)} dead row(s) again")
+    click.echo(f"queued {requeued} dead row(s) again")
 
 
 commands = [outbox]

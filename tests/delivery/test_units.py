@@ -117,3 +117,17 @@ def test_delivery_section_defaults_and_values(write_config):
     assert plain.sections["delivery"] == DeliveryConfig()
     tuned = settings_mod.load(write_config("[delivery]\nmax_attempts = 5\njitter = 0\n"), env={})
     assert tuned.sections["delivery"].max_attempts == 5
+
+
+def test_every_delivery_setting_and_command_is_documented():
+    from dataclasses import fields
+    from pathlib import Path
+
+    from hub.cli import cli
+
+    doc = (Path(__file__).parents[2] / "docs" / "delivery.md").read_text(encoding="utf-8")
+    for f in fields(DeliveryConfig):
+        assert f"| {f.name} " in doc or f"{f.name} /" in doc or f"/ {f.name}" in doc, f.name
+    for group in ("outbox", "subscriptions"):
+        for command in cli.commands[group].commands:
+            assert f"orderhook {group} {command}" in doc, (group, command)
