@@ -8,7 +8,7 @@ backoff_max = 3600.0        # ... up to this
 jitter = 0.25               # each delay is cut by a random 0..25 % (spreads retries)
 timeout = 15.0              # per request, seconds (Standard Webhooks: 15-30 s)
 lease_seconds = 60.0        # a claimed row returns to the queue if not settled by then
-poll_interval = 0.5         # how often the worker looks for due rows
+poll_interval = 0.2         # how often the worker looks for due rows
 concurrency = 32            # sends in flight, all destinations together
 per_destination = 4         # sends in flight to one destination
 breaker_failures = 5        # consecutive failures that open a destination's breaker
@@ -38,7 +38,7 @@ class DeliveryConfig:
     jitter: float = 0.25
     timeout: float = 15.0
     lease_seconds: float = 60.0
-    poll_interval: float = 0.5
+    poll_interval: float = 0.2
     concurrency: int = 32
     per_destination: int = 4
     breaker_failures: int = 5

@@ -158,6 +158,9 @@ async def add_subscription(request: Request) -> Response:
         data = await _json(request)
         if not isinstance(data, dict) or not isinstance(data.get("url"), str):
             raise ValueError("body must be a JSON object with a url")
+        secret = data.get("secret")
+        if secret is not None and not isinstance(secret, str):
+            raise ValueError("secret must be a whsec_ string")
         include = data.get("include_payload", True)
         if not isinstance(include, bool):
             raise ValueError("include_payload must be true or false")
@@ -168,7 +171,7 @@ async def add_subscription(request: Request) -> Response:
             platforms=_strings(data, "platforms"),
             shops=_strings(data, "shops"),
             include_payload=include,
-            secret=data.get("secret"),
+            secret=secret,
         )
         # resolving the host blocks: do it on a thread, before taking the writer
         await hub.store.read(lambda _conn: new.validate(config.of(hub.settings)))
@@ -198,6 +201,8 @@ async def change_subscription(request: Request) -> Response:
         return _error(404, "not_found", f"no action {action!r} (disable, enable, rotate)")
     try:
         data = await _json(request)
+        if not isinstance(data, dict):
+            raise ValueError("body must be a JSON object")
         if action == "disable":
             parked = await hub.store.write(subscriptions.disable, sub_id)
             return JSONResponse({"id": sub_id, "disabled": True, "parked": parked})
@@ -207,7 +212,10 @@ async def change_subscription(request: Request) -> Response:
         grace = data.get("grace_hours", config.of(hub.settings).rotation_grace_hours)
         if isinstance(grace, bool) or not isinstance(grace, int | float) or grace < 0:
             raise ValueError("grace_hours must be a number >= 0")
-        sub = await hub.store.write(subscriptions.rotate, sub_id, float(grace), data.get("secret"))
+        secret = data.get("secret")
+        if secret is not None and not isinstance(secret, str):
+            raise ValueError("secret must be a whsec_ string")
+        sub = await hub.store.write(subscriptions.rotate, sub_id, float(grace), secret)
         return JSONResponse(subscriptions.public(sub, with_secret=True))
     except LookupError as exc:
         return _error(404, "not_found", str(exc))
@@ -222,10 +230,12 @@ async def change_subscription(request: Request) -> Response:
 async def list_outbox(request: Request) -> Response:
     q = request.query_params
     try:
-        limit = min(int(q.get("limit", "50")), 500)
+        limit = int(q.get("limit", "50"))
         before = int(q["before"]) if "before" in q else None
+        if not 1 <= limit <= 500:
+            raise ValueError
     except ValueError:
-        return _error(400, "bad_query", "limit and before are whole numbers")
+        return _error(400, "bad_query", "limit is 1..500 and before a whole number")
     flt = delivery_sql.RowFilter(
         state=q.get("state"),
         kind=q.get("kind"),

@@ -145,6 +145,8 @@ class Worker:
         if slots <= 0:
             return 0
         now = utcnow()
+        if not await self.hub.store.read(delivery_sql.has_due, iso_utc(now)):
+            return 0
         capacity = self.destinations.capacity()
         rows = await self.hub.store.write(
             lambda conn: delivery_sql.claim(

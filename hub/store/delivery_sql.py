@@ -85,6 +85,14 @@ def claim(
     return taken
 
 
+def has_due(conn: sqlite3.Connection, now: str) -> bool:
+    """Cheap check on a reader before taking the writer for a claim."""
+    row = conn.execute(
+        "SELECT 1 FROM outbox WHERE state = 'pending' AND next_attempt_at <= ? LIMIT 1", (now,)
+    ).fetchone()
+    return row is not None
+
+
 def sweep(conn: sqlite3.Connection, now: str) -> int:
     """Take back leases whose worker died or stalled: the rows are due again at once."""
     return conn.execute(

@@ -34,6 +34,11 @@ async def test_subscription_admin_api(make_settings):
         bad_json = await client.post("/api/subscriptions", content=b"{nope")
         unknown = await client.post("/api/subscriptions/999/disable")
         bad_action = await client.post(f"/api/subscriptions/{sub['id']}/explode")
+        bad_secret = await client.post(
+            "/api/subscriptions", json={"url": "http://127.0.0.1:9/", "secret": 42}
+        )
+        bad_rotate = await client.post(f"/api/subscriptions/{sub['id']}/rotate", json=[1])
+        bad_limit = await client.get("/api/outbox", params={"limit": "-1"})
         forbidden = await client.get(
             "/api/subscriptions", headers={"authorization": f"Bearer {operator}"}
         )
@@ -44,6 +49,7 @@ async def test_subscription_admin_api(make_settings):
     assert bad_kind.status_code == 400 and "teleported" in bad_kind.json()["error"]["detail"]
     assert bad_json.status_code == 400
     assert unknown.status_code == 404 and bad_action.status_code == 404
+    assert bad_secret.status_code == bad_rotate.status_code == bad_limit.status_code == 400
     assert forbidden.status_code == 403
 
 
