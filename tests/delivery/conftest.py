@@ -20,14 +20,13 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from connectors.standard import sign_headers
 from hub import settings as settings_mod
 from hub.app import create_app
 from hub.auth import issue_token
 from hub.runtime import Hub
 from hub.settings import Settings
 from hub.store import Store
-from tests.conftest import DEMO_SECRET
+from tests.helpers import order_body, signed
 
 FAST = {
     "allow_private": True,  # every receiver in these tests is on 127.0.0.1
@@ -73,20 +72,11 @@ async def running(settings: Settings) -> AsyncIterator[tuple[Hub, httpx.AsyncCli
 
 
 async def push(
-    client: httpx.AsyncClient, order_id: str, kind: str = "paid", *, msg_id: str | None = None
+    client: httpx.AsyncClient, order_id: str, kind: str = "paid", *, shop: str = "acme"
 ) -> None:
-    """A signed Standard Webhooks push for shop acme, through the real ingest path."""
-    body = json.dumps(
-        {
-            "type": f"order.{kind}",
-            "timestamp": "2026-11-11T00:00:00Z",
-            "data": {"order_id": order_id, "amount": "12.30", "currency": "CNY"},
-        }
-    ).encode()
-    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
-    response = await client.post(
-        "/webhooks/standard/acme", content=body, headers=sign_headers(DEMO_SECRET, msg_id, body)
-    )
+    """A signed Standard Webhooks push through the real ingest path."""
+    body = order_body(f"order.{kind}", order_id, amount="12.30")
+    response = await client.post(f"/webhooks/standard/{shop}", content=body, headers=signed(body))
     assert response.status_code == 200, response.text
 
 

@@ -15,14 +15,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from connectors.standard import sign_headers
 from hub import settings as settings_mod
 from hub.delivery import subscriptions
 from hub.model import iso_utc, utcnow
 from hub.store import Store, delivery_sql
 from hub.store.outbox_sql import enqueue
-from tests.conftest import BASE_CONFIG, DEMO_SECRET, free_port, serve_app
+from tests.conftest import BASE_CONFIG, free_port, serve_app
 from tests.delivery.conftest import Receiver, delivery_toml, running, wait_until
+from tests.helpers import order_body, signed
 
 BIN = Path(sys.executable).parent
 
@@ -81,11 +81,9 @@ def test_process_killed_mid_send_and_between_attempts_loses_nothing(write_config
         try:
             _wait_healthy(base, first)
             for kind in ("created", "paid", "shipped"):
-                body = json.dumps({"type": f"order.{kind}", "data": {"order_id": "K-1"}}).encode()
+                body = order_body(f"order.{kind}", "K-1")
                 response = httpx.post(
-                    base + "/webhooks/standard/acme",
-                    content=body,
-                    headers=sign_headers(DEMO_SECRET, f"msg-{kind}", body),
+                    base + "/webhooks/standard/acme", content=body, headers=signed(body)
                 )
                 assert response.status_code == 200
             _poll(lambda: len(receiver.log) >= 2, "the retry to be in flight")

@@ -10,7 +10,6 @@ import pytest
 
 import connectors
 from connectors.base import InvalidParameter, PlatformBusy, RateLimited, SendResult
-from connectors.standard import sign_headers
 from hub.auth import issue_token
 from hub.store import Store
 from tests.conftest import DEMO_SECRET
@@ -141,13 +140,7 @@ async def test_busy_platform_is_retried_and_rate_limit_waits(make_settings, plat
 async def test_short_path_needs_an_unambiguous_order_id(make_settings, platform, notify):
     async with running(make_settings(extra=SECOND_SHOP)) as (_hub, client, _):
         await push(client, "DUP")
-        await client.post(
-            "/webhooks/standard/acme2",
-            content=b'{"type":"order.paid","data":{"order_id":"DUP"}}',
-            headers=sign_headers(
-                DEMO_SECRET, "m-dup2", b'{"type":"order.paid","data":{"order_id":"DUP"}}'
-            ),
-        )
+        await push(client, "DUP", shop="acme2")
         await push(client, "ONE")
         await wait_until(lambda: _order_exists(client, "DUP", "acme2"), "second order applied")
         await wait_until(lambda: _order_exists(client, "ONE"), "order applied")
