@@ -14,6 +14,7 @@ import logging
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
+from hub.delivery import signals
 from hub.store import delivery_sql, queries
 from hub.store.outbox_sql import enqueue
 
@@ -87,8 +88,12 @@ async def run(hub: Hub) -> None:
     hub.store.commit_listeners.append(lambda _max_id: wake.set())
     while True:
         try:
-            while await hub.store.write(fan_out) == BATCH:
-                pass
+            while True:
+                read = await hub.store.write(fan_out)
+                if read:
+                    signals.outbox_changed(hub).set()
+                if read < BATCH:
+                    break
         except Exception:
             log.exception("queueing subscription deliveries failed; retrying")
         wake.clear()

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from hub.auth import requires
-from hub.delivery import config, shipments, subscriptions
+from hub.delivery import config, shipments, signals, subscriptions
 from hub.delivery.guard import TargetRefused
 from hub.runtime import Hub
 from hub.store import delivery_sql
@@ -101,6 +101,7 @@ async def _ship(request: Request, platform: str, shop: str, order_id: str) -> Re
     if result is None:
         return _error(404, "unknown_order", f"no order {order_id} in {platform}/{shop}")
     row, created = result
+    signals.outbox_changed(hub).set()
     return JSONResponse(
         row,
         status_code=202 if created else 200,

@@ -30,7 +30,7 @@ import httpx
 
 import connectors
 from connectors.base import ApiClient
-from hub.delivery import alerts, config
+from hub.delivery import alerts, config, signals
 from hub.delivery.backoff import delay
 from hub.delivery.destinations import Destinations
 from hub.delivery.guard import guarded_transport
@@ -103,11 +103,14 @@ class Worker:
     # --- the loop -------------------------------------------------------------------------
 
     async def run(self) -> None:
+        wake = signals.outbox_changed(self.hub)
         try:
             while True:
                 await self.housekeeping()
+                wake.clear()
                 if not await self.claim_once():
-                    await asyncio.sleep(self.config.poll_interval)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), self.config.poll_interval)
         finally:
             await self.close()
 
@@ -223,6 +226,8 @@ class Worker:
         )
         held = self._may_alert(key) if alerting else None
         applied = await self.hub.store.write(self._settle, row, attempt, decision, outcome, held)
+        # room at this destination, and maybe the next row of this lane: look again now
+        signals.outbox_changed(self.hub).set()
         metrics = self.hub.metrics
         metrics.outbox_attempts.labels(
             row["kind"], decision.state if applied else "lost_lease"

@@ -1,0 +1,18 @@
+"""A per-hub "new outbox rows" signal, so the worker does not wait out its poll interval
+after the fan-out, a shipment report or its own settle. Polling stays the safety net
+(rows queued by other stages or processes are found within `poll_interval`)."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import Any
+
+_events: weakref.WeakKeyDictionary[Any, asyncio.Event] = weakref.WeakKeyDictionary()
+
+
+def outbox_changed(hub: Any) -> asyncio.Event:
+    event = _events.get(hub)
+    if event is None:
+        event = _events[hub] = asyncio.Event()
+    return event
