@@ -9,7 +9,6 @@ The body is built here, once, and stored: every retry sends the same bytes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sqlite3
 from typing import TYPE_CHECKING, Any
@@ -97,5 +96,4 @@ async def run(hub: Hub) -> None:
         except Exception:
             log.exception("queueing subscription deliveries failed; retrying")
         wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=1.0)
+        await signals.wait(wake, 1.0)

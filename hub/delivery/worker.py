@@ -109,8 +109,7 @@ class Worker:
                 await self.housekeeping()
                 wake.clear()
                 if not await self.claim_once():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(wake.wait(), self.config.poll_interval)
+                    await signals.wait(wake, self.config.poll_interval)
         finally:
             await self.close()
 
