@@ -72,10 +72,15 @@ async def running(settings: Settings) -> AsyncIterator[tuple[Hub, httpx.AsyncCli
 
 
 async def push(
-    client: httpx.AsyncClient, order_id: str, kind: str = "paid", *, shop: str = "acme"
+    client: httpx.AsyncClient,
+    order_id: str,
+    kind: str = "paid",
+    *,
+    shop: str = "acme",
+    **data: Any,
 ) -> None:
     """A signed Standard Webhooks push through the real ingest path."""
-    body = order_body(f"order.{kind}", order_id, amount="12.30")
+    body = order_body(f"order.{kind}", order_id, amount="12.30", **data)
     response = await client.post(f"/webhooks/standard/{shop}", content=body, headers=signed(body))
     assert response.status_code == 200, response.text
 

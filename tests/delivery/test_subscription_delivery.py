@@ -17,13 +17,19 @@ pytestmark = pytest.mark.anyio
 
 async def test_subscriber_receives_signed_events_it_can_verify(make_settings, notify):
     receiver = Receiver()
-    with serve_app(receiver) as url:
+    thin = Receiver()
+    with serve_app(receiver) as url, serve_app(thin) as thin_url:
         async with running(make_settings()) as (hub, client, _):
             sub = await subscribe(client, url + "/erp", name="erp")
-            await push(client, "A1", "paid")
+            thin_sub = await subscribe(client, thin_url, kinds=["paid"], include_payload=False)
+            await push(client, "A1", "paid", buyer_note="请尽快发货")
             await push(client, "A2", "cancelled")
-            await wait_until(lambda: _done(hub, 2), "two deliveries done")
+            await wait_until(lambda: _done(hub, 3), "three deliveries done")
     assert len(receiver.log) == 2
+    # the BI endpoint asked for paid events only, without the platform's payload
+    (only,) = thin.log
+    data = Webhook(thin_sub["secret"]).verify(only.body, only.headers)["data"]
+    assert data["order_id"] == "A1" and "payload" not in data
     verifier = Webhook(sub["secret"])
     kinds = []
     for got in receiver.log:
@@ -32,6 +38,8 @@ async def test_subscriber_receives_signed_events_it_can_verify(make_settings, no
         assert envelope["data"]["shop"] == "acme"
         assert envelope["data"]["amount"] == "12.30"
         assert got.headers["webhook-id"].startswith("msg_")
+        if envelope["type"] == "order.paid":  # non-ASCII survives signing byte for byte
+            assert envelope["data"]["payload"]["data"]["buyer_note"] == "请尽快发货"
     assert sorted(kinds) == ["order.cancelled", "order.paid"]
 
 
