@@ -11,7 +11,6 @@ transaction.
 
 from __future__ import annotations
 
-import importlib
 import json
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from connectors.base import ApiError, RateLimited, SendResult
+from hub import notify
 from hub.delivery import signing
 from hub.delivery.backoff import retry_after
 from hub.delivery.guard import TargetRefused, refusal_in
@@ -138,17 +138,10 @@ async def send_subscription(worker: Worker, row: dict[str, Any]) -> Outcome:
 
 
 async def send_notify(worker: Worker, row: dict[str, Any]) -> Outcome:
-    request = {"channel": row["target"]}
-    try:
-        notify = importlib.import_module("hub.notify")
-    except ModuleNotFoundError:
-        return Outcome(
-            False, code="no_notify", detail="hub.notify is not installed", request=request
-        )
-    result: SendResult = await notify.deliver(
+    result = await notify.deliver(
         worker.hub, row["target"], json.loads(row["payload"]), worker.notify_http
     )
-    return from_result(result, request)
+    return from_result(result, {"channel": row["target"]})
 
 
 async def send_platform_call(worker: Worker, row: dict[str, Any]) -> Outcome:

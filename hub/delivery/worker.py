@@ -30,6 +30,7 @@ import httpx
 
 import connectors
 from connectors.base import ApiClient
+from hub import notify
 from hub.delivery import alerts, config, signals
 from hub.delivery.backoff import delay
 from hub.delivery.destinations import Destinations
@@ -94,6 +95,15 @@ class Worker:
         self._next_sweep = 0.0
         self._next_prune = 0.0
 
+    def budget(self, kind: str) -> float:
+        """How long one send may take: a notification may first wait for its channel's
+        rate-limit token (hub.notify.MAX_WAIT), then send."""
+        return self.config.timeout + (notify.MAX_WAIT if kind == "notify" else 0.0)
+
+    def lease_seconds(self, kind: str) -> float:
+        # the lease must outlive the send, or a slow send is sent twice
+        return max(self.config.lease_seconds, self.budget(kind) + 5.0)
+
     def api_client(self, target: str, shop: Shop) -> ApiClient:
         client = self._api_clients.get(target)
         if client is None:
@@ -154,7 +164,10 @@ class Worker:
             lambda conn: delivery_sql.claim(
                 conn,
                 now=iso_utc(now),
-                lease_until=iso_utc(now + timedelta(seconds=self.config.lease_seconds)),
+                lease_until={
+                    kind: iso_utc(now + timedelta(seconds=self.lease_seconds(kind)))
+                    for kind in SENDERS
+                },
                 owner=self.owner,
                 capacity=capacity,
                 default_capacity=self.config.per_destination,
@@ -192,12 +205,12 @@ class Worker:
             try:
                 # the whole send, not just each socket read (a receiver dripping bytes
                 # must not outlive the lease: lease_seconds > timeout is enforced)
-                async with asyncio.timeout(self.config.timeout):
+                async with asyncio.timeout(self.budget(row["kind"])):
                     outcome = await SENDERS[row["kind"]](self, row)
             except TimeoutError:
                 outcome = Outcome(
                     False,
-                    detail=f"timeout: no answer within {self.config.timeout:g} s",
+                    detail=f"timeout: no answer within {self.budget(row['kind']):g} s",
                     unwell=True,
                 )
             except Exception as exc:  # a sender bug must not strand the row
@@ -312,7 +325,7 @@ class Worker:
                 f"Gave up after {row['attempts'] + int(decision.counted)} failed attempt(s): "
                 f"{outcome.detail or outcome.code}. "
                 f"Re-send with `orderhook outbox retry {outbox_id}`.{more}",
-                "error",
+                "critical",
             )
         return True
 

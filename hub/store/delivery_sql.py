@@ -42,17 +42,18 @@ def claim(
     conn: sqlite3.Connection,
     *,
     now: str,
-    lease_until: str,
+    lease_until: dict[str, str],
     owner: str,
     capacity: dict[str, int],
     default_capacity: int,
     limit: int,
 ) -> list[dict[str, Any]]:
-    """Lease up to `limit` due rows, at most `capacity[dest]` per destination.
+    """Lease up to `limit` due rows, at most `capacity[dest]` per destination, each until
+    `lease_until[kind]` (kinds differ in how long a send may take).
 
-    A row waits while an earlier row of its lane (same kind, target and order) is still
-    pending or leased, so one order's messages reach a receiver in order. Destinations
-    with no room are left out in SQL, so a backlog at one cannot fill every claim."""
+        A row waits while an earlier row of its lane (same kind, target and order) is still
+        pending or leased, so one order's messages reach a receiver in order. Destinations
+        with no room are left out in SQL, so a backlog at one cannot fill every claim."""
     full = [dest for dest, room in capacity.items() if room <= 0]
     cur = conn.execute(
         "SELECT id, kind, target, order_key, payload, attempts, sends FROM outbox o "
@@ -74,7 +75,7 @@ def claim(
         updated = conn.execute(
             "UPDATE outbox SET state = 'leased', lease_owner = ?, lease_until = ?, "
             "sends = sends + 1, updated_at = ? WHERE id = ? AND state = 'pending'",
-            (owner, lease_until, now, row["id"]),
+            (owner, lease_until[row["kind"]], now, row["id"]),
         ).rowcount
         if updated:
             room[dest] = left - 1

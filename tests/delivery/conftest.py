@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import threading
-import types
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -20,6 +18,8 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import Response
 
+from connectors.notify import SEVERITIES
+from hub import notify as hub_notify
 from hub import settings as settings_mod
 from hub.app import create_app
 from hub.auth import issue_token
@@ -85,7 +85,7 @@ async def push(
     assert response.status_code == 200, response.text
 
 
-async def wait_until(check: Callable[[], Awaitable[Any]], what: str, limit: float = 15.0) -> Any:
+async def wait_until(check: Callable[[], Awaitable[Any]], what: str, limit: float = 30.0) -> Any:
     """Poll until check() is truthy (a bound on waiting, not a timing assertion)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit
@@ -168,18 +168,19 @@ class Receiver:
 
 @dataclass
 class FakeNotify:
-    """Stands in for hub.notify (the notification stage's module) and records alerts."""
+    """Records the alerts delivery raises (in place of hub.notify.alert, whose channels
+    have their own tests); refuses what the real one refuses."""
 
     alerts: list[dict[str, Any]] = field(default_factory=list)
 
     def alert(self, conn: Any, settings: Any, *, title: str, text: str, severity: str) -> None:
+        if severity not in SEVERITIES:
+            raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}")
         self.alerts.append({"title": title, "text": text, "severity": severity})
 
 
 @pytest.fixture
 def notify(monkeypatch: pytest.MonkeyPatch) -> FakeNotify:
     fake = FakeNotify()
-    module = types.ModuleType("hub.notify")
-    module.alert = fake.alert  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "hub.notify", module)
+    monkeypatch.setattr(hub_notify, "alert", fake.alert)
     return fake

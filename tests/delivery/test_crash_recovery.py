@@ -152,7 +152,7 @@ def test_sweeper_takes_back_only_expired_leases(settings):
         delivery_sql.claim(
             conn,
             now=iso_utc(now),
-            lease_until=iso_utc(now + timedelta(seconds=60)),
+            lease_until={"notify": iso_utc(now + timedelta(seconds=60))},
             owner="me",
             capacity={},
             default_capacity=4,

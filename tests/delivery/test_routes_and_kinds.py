@@ -4,12 +4,15 @@ notification stage's `deliver` (a stand-in until hub.notify lands)."""
 from __future__ import annotations
 
 import pytest
+from standardwebhooks import Webhook
 
 from connectors.base import SendResult
+from hub import notify as hub_notify
 from hub.auth import issue_token
 from hub.store import Store, delivery_sql
 from hub.store.outbox_sql import enqueue
-from tests.delivery.conftest import running, wait_until
+from tests.conftest import serve_app
+from tests.delivery.conftest import Receiver, push, running, subscribe, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -55,9 +58,8 @@ async def test_subscription_admin_api(make_settings):
 
 @pytest.fixture
 def channel(notify, monkeypatch):
-    """Adds `deliver` to the hub.notify stand-in; answers are scripted per channel."""
-    import sys
-
+    """hub.notify.deliver with answers scripted per channel (the channels' wire formats
+    have their own tests; this is about what the outbox does with the results)."""
     answers: dict[str, list[SendResult]] = {}
     sent: list[tuple[str, dict]] = []
 
@@ -65,7 +67,7 @@ def channel(notify, monkeypatch):
         sent.append((target, payload))
         return answers.get(target, [SendResult(True)]).pop(0)
 
-    monkeypatch.setattr(sys.modules["hub.notify"], "deliver", deliver, raising=False)
+    monkeypatch.setattr(hub_notify, "deliver", deliver)
     return answers, sent, notify
 
 
@@ -97,3 +99,31 @@ async def test_notify_rows_go_through_the_notification_stage(make_settings, chan
     assert notify.alerts == []  # a dead notification raises no alert (it could loop)
     assert {r["id"] for r in listed} == set(ids)
     assert shown["attempt_log"][0]["error"] == "invalid key"
+
+
+async def test_dead_delivery_alert_reaches_ops_through_the_real_notify_channel(make_settings):
+    # no stand-ins: hub.notify queues the alert, the outbox worker sends it to a
+    # Standard Webhooks ops channel, and ops can verify it
+    ops_secret = "whsec_" + "b3BzLWNoYW5uZWwtc2VjcmV0LWZvci1vcmRlcmhvb2s="
+    erp, ops = Receiver(answer=lambda n, body: (500, {}, 0.0)), Receiver()
+    with serve_app(erp) as erp_url, serve_app(ops) as ops_url:
+        extra = (
+            '[notify]\nalerts = ["ops"]\n\n[notify.channels.ops]\nkind = "webhook"\n'
+            f'url = "{ops_url}/alerts"\nsecret = "{ops_secret}"\n'
+        )
+        async with running(make_settings(extra=extra, max_attempts=2)) as (hub, client, _):
+            await subscribe(client, erp_url)
+            await push(client, "N-1")
+
+            async def alert_sent():
+                rows = await hub.store.read(
+                    lambda c: delivery_sql.list_rows(c, delivery_sql.RowFilter(kind="notify"))
+                )
+                return rows and rows[0]["state"] == "done"
+
+            await wait_until(alert_sent, "the alert delivered to ops")
+    assert len(erp.log) == 2
+    (message,) = ops.log
+    data = Webhook(ops_secret).verify(message.body, message.headers)["data"]
+    assert data["severity"] == "critical"
+    assert "Delivery dead" in data["title"] and "outbox retry" in data["text"]
