@@ -27,6 +27,7 @@ from hub.store import delivery_sql
 if TYPE_CHECKING:
     from hub.delivery.worker import Worker
 
+CLIENT_BREAKER_OPEN = "circuit_open"  # connectors.apiclient: write refused while open
 SLOW_DOWN = {429, 502, 503, 504}  # Standard Webhooks: throttle on 429, 502 and 504 (and 503)
 
 
@@ -43,6 +44,7 @@ class Outcome:
     gone: bool = False  # 410: the receiver wants no more (the endpoint is disabled)
     unwell: bool = False  # transport error, timeout, 5xx: counts towards the breaker
     slow_down: bool = False  # the receiver asked for less traffic
+    sent: bool = True  # False: refused before leaving (a client's own open breaker)
 
 
 def from_result(result: SendResult, request: dict[str, Any]) -> Outcome:
@@ -171,6 +173,10 @@ async def send_platform_call(worker: Worker, row: dict[str, Any]) -> Outcome:
     try:
         result = await client.ship(payload["order_id"], payload["carrier"], payload["tracking_no"])
     except ApiError as exc:
+        if exc.code == CLIENT_BREAKER_OPEN:
+            # the API client's breaker held the call back: nothing reached the platform,
+            # so it is not held against the row (else an outage would kill the queue)
+            return Outcome(False, code=exc.code, detail=exc.message, request=request, sent=False)
         wait = exc.retry_after if isinstance(exc, RateLimited) else None
         return Outcome(
             False,

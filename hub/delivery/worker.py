@@ -64,6 +64,8 @@ def decide(
         return Decision("done", counted=False)
     if outcome.gone:
         return Decision("disabled", counted=True)
+    if not outcome.sent:
+        return Decision("retry", counted=False, next_in=cfg.breaker_cooldown)
     # a failed breaker probe says the receiver is still down, not that this row is bad
     counted = not probe
     failures = failed_before + int(counted)

@@ -4,6 +4,7 @@ and the platform's answer is stored on the order."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -12,8 +13,10 @@ import connectors
 from connectors.base import InvalidParameter, PlatformBusy, RateLimited, SendResult
 from hub.auth import issue_token
 from hub.store import Store
+from sandbox.fakes.platform_api import FakeOrder
 from tests.conftest import DEMO_SECRET
 from tests.delivery.conftest import push, running, wait_until
+from tests.platform_fake import fake_api, shop_toml
 
 pytestmark = pytest.mark.anyio
 
@@ -186,3 +189,42 @@ async def test_who_may_report_shipments(make_settings, platform, notify):
     assert picker.status_code == 202
     assert bad.status_code == 400 and "tracking_no" in bad.json()["error"]["detail"]
     assert unknown_shop.status_code == 404
+
+
+@pytest.fixture
+def platform_api():
+    yield from fake_api()
+
+
+async def test_real_douyin_client_ships_against_the_platform_fake(make_settings, platform_api):
+    # no stand-in client: connectors.douyin's own signed call, to the local platform fake
+    fake, url = platform_api
+    fake.add_order(FakeOrder("douyin", "TB-1", "paid", created=datetime.now(UTC)))
+    settings = make_settings(extra=shop_toml("douyin", url, name="tb"))
+    store = Store(settings.db)
+    for order_id in ("TB-1", "TB-404"):  # the second is unknown to the platform
+        store.run(
+            lambda c, oid=order_id: c.execute(
+                "INSERT INTO orders (platform, shop, order_id, status, first_event_id, "
+                "last_event_id, occurred_at, created_at, updated_at) "
+                "VALUES ('douyin', 'tb', ?, 'paid', 0, 0, '', '', '')",
+                (oid,),
+            )
+        )
+    async with running(settings) as (_hub, client, _):
+        for order_id in ("TB-1", "TB-404"):
+            response = await client.post(
+                f"/api/orders/douyin/tb/{order_id}/shipment",
+                json={"carrier": "SF", "tracking_no": "SF1001"},
+            )
+            assert response.status_code == 202, response.text
+        path = "/api/orders/douyin/tb/TB-{}"
+        done = await wait_until(lambda: _settled(client, "done", path.format(1)), "TB-1 shipped")
+        failed = await wait_until(
+            lambda: _settled(client, "failed", path.format(404)), "TB-404 refused"
+        )
+    assert fake.shipments == [
+        {"platform": "douyin", "order_id": "TB-1", "carrier": "SF", "tracking": "SF1001"}
+    ]
+    assert done[0]["code"] is None
+    assert failed[0]["code"] and failed[0]["message"]  # the platform's own code and words

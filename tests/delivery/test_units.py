@@ -131,3 +131,9 @@ def test_every_delivery_setting_and_command_is_documented():
     for group in ("outbox", "subscriptions"):
         for command in cli.commands[group].commands:
             assert f"orderhook {group} {command}" in doc, (group, command)
+
+
+def test_decide_a_call_held_back_by_the_client_breaker_is_not_counted():
+    decision = decide(CFG, Outcome(False, sent=False), 2, probe=False)
+    assert decision.state == "retry" and not decision.counted
+    assert decision.next_in == CFG.breaker_cooldown
