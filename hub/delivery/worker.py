@@ -80,22 +80,31 @@ def decide(
 class Worker:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self.config = config.of(hub.settings)
+        start = config.of(hub.settings)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.destinations = Destinations(self.config)
+        self.destinations = Destinations(start)
         self.tasks: set[asyncio.Task[None]] = set()
-        limits = httpx.Limits(max_connections=self.config.concurrency, max_keepalive_connections=32)
-        timeout = httpx.Timeout(self.config.timeout)
+        # the HTTP clients keep the settings they start with (allow_private, pool size);
+        # everything else follows a reloaded config at once
+        limits = httpx.Limits(max_connections=start.concurrency, max_keepalive_connections=32)
+        timeout = httpx.Timeout(start.timeout)
         self.subscriber_http = httpx.AsyncClient(
-            transport=guarded_transport(allow_private=self.config.allow_private, limits=limits),
+            transport=guarded_transport(allow_private=start.allow_private, limits=limits),
             timeout=timeout,
             follow_redirects=False,
         )
         self.notify_http = httpx.AsyncClient(timeout=timeout, limits=limits)
-        self._api_clients: dict[str, ApiClient] = {}
+        self._api_clients: dict[str, tuple[Shop, ApiClient]] = {}
         self._alerted: dict[str, tuple[float, int]] = {}
         self._next_sweep = 0.0
         self._next_prune = 0.0
+
+    @property
+    def config(self) -> config.DeliveryConfig:
+        """The live `[delivery]` section (a reloaded config applies to the next send)."""
+        current = config.of(self.hub.settings)
+        self.destinations.config = current
+        return current
 
     def budget(self, kind: str) -> float:
         """How long one send may take: a notification may first wait for its channel's
@@ -107,9 +116,13 @@ class Worker:
         return max(self.config.lease_seconds, self.budget(kind) + 5.0)
 
     def api_client(self, target: str, shop: Shop) -> ApiClient:
-        client = self._api_clients.get(target)
-        if client is None:
-            client = self._api_clients[target] = connectors.api_client(shop)
+        cached = self._api_clients.get(target)
+        if cached is not None and cached[0] is shop:
+            return cached[1]
+        # first use, or the config was reloaded: the shop may point somewhere else now
+        # (the old client's pool is the platform's shared one, nothing to close)
+        client = connectors.api_client(shop)
+        self._api_clients[target] = (shop, client)
         return client
 
     # --- the loop -------------------------------------------------------------------------
@@ -192,7 +205,7 @@ class Worker:
         # hand our leases back now rather than making the next start wait them out
         with contextlib.suppress(Exception):
             await self.hub.store.write(delivery_sql.release, self.owner)
-        for client in self._api_clients.values():
+        for _shop, client in self._api_clients.values():
             with contextlib.suppress(Exception):
                 await client.aclose()
         await self.subscriber_http.aclose()

@@ -223,3 +223,15 @@ async def test_a_dead_receiver_raises_one_alert_not_one_per_message(make_setting
             metrics = (await client.get("/metrics")).text
     assert len(notify.alerts) == 1
     assert 'orderhook_outbox_attempts_total{kind="subscription",outcome="dead"} 3.0' in metrics
+
+
+async def test_a_reloaded_delivery_section_applies_to_the_next_send(make_settings, notify):
+    receiver = Receiver(answer=lambda n, body: (500, {}, 0.0))
+    with serve_app(receiver) as url:
+        async with running(make_settings(max_attempts=100, backoff_base=0.3)) as (hub, client, _):
+            await subscribe(client, url)
+            await push(client, "L-1")
+            await wait_until(lambda: _row_with_attempts(hub), "first failure")
+            hub.settings = make_settings(max_attempts=2, backoff_base=0.3)  # as a reload does
+            row = await wait_until(lambda: _row(hub, "dead"), "dead under the new limit")
+    assert row["attempts"] == 2
