@@ -109,7 +109,9 @@ class Worker:
     def budget(self, kind: str) -> float:
         """How long one send may take: a notification may first wait for its channel's
         rate-limit token (hub.notify.MAX_WAIT), then send."""
-        return self.config.timeout + (notify.MAX_WAIT if kind == "notify" else 0.0)
+        # +1 s: the HTTP client's own timeout fires first and its error keeps the request
+        # as evidence; this guard is for what no socket timeout catches (a dripping body)
+        return self.config.timeout + 1.0 + (notify.MAX_WAIT if kind == "notify" else 0.0)
 
     def lease_seconds(self, kind: str) -> float:
         # the lease must outlive the send, or a slow send is sent twice
@@ -218,19 +220,24 @@ class Worker:
         t0 = time.perf_counter()
         try:
             try:
-                # the whole send, not just each socket read (a receiver dripping bytes
-                # must not outlive the lease: lease_seconds > timeout is enforced)
+                # the whole send, not just each socket read: it must end inside the lease
                 async with asyncio.timeout(self.budget(row["kind"])):
                     outcome = await SENDERS[row["kind"]](self, row)
             except TimeoutError:
                 outcome = Outcome(
                     False,
                     detail=f"timeout: no answer within {self.budget(row['kind']):g} s",
+                    request={"target": row["target"]},
                     unwell=True,
                 )
             except Exception as exc:  # a sender bug must not strand the row
                 log.exception("outbox row %s: sender failed", row["id"])
-                outcome = Outcome(False, detail=f"{type(exc).__name__}: {exc}", unwell=True)
+                outcome = Outcome(
+                    False,
+                    detail=f"{type(exc).__name__}: {exc}",
+                    request={"target": row["target"]},
+                    unwell=True,
+                )
         finally:
             self.destinations.finished(key)
         seconds = time.perf_counter() - t0

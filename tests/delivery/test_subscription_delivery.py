@@ -104,6 +104,7 @@ async def test_receiver_hanging_past_the_timeout_is_retried(make_settings, notif
     first, second = detail["attempt_log"]
     assert first["outcome"] == "retry" and "timeout" in first["error"].lower()
     assert first["response_status"] is None
+    assert first["request"]["url"].startswith("http://127.0.0.1")  # evidence kept
     assert second["outcome"] == "done"
 
 
