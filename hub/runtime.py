@@ -59,7 +59,11 @@ class Hub:
         finally:
             for task in self._tasks:
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            # a stage that ignores its cancellation must not keep the writer (and every
+            # committed-but-unflushed timing) from closing
+            _, stuck = await asyncio.wait(self._tasks, timeout=10) if self._tasks else ((), ())
+            for task in stuck:
+                log.error("stage %s did not stop within 10 s", task.get_name())
             await self.store.stop()
 
     async def _supervise(self, service: Service) -> None:

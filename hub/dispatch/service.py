@@ -50,7 +50,8 @@ async def run(hub: Hub) -> None:
         except Exception:
             log.exception("dispatching committed events failed; retrying")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=1.0)
+            async with asyncio.timeout(1.0):  # wait_for can swallow a cancel on 3.11
+                await wake.wait()
 
 
 async def run_escalation(hub: Hub) -> None:

@@ -47,7 +47,8 @@ class Pulse:
         if self.version == seen:
             event = self._event
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), timeout)
+                async with asyncio.timeout(timeout):  # wait_for can swallow a cancel on 3.11
+                    await event.wait()
         return self.version
 
 
