@@ -35,5 +35,14 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Benchmarks (docs/performance.md): installs wrk (Debian) and py-spy when missing, prints a
+# table and writes bench/results.json. BENCH_ARGS passes options, e.g. BENCH_ARGS=--smoke
+bench: $(BIN)/.installed
+	@command -v wrk >/dev/null || [ "$$(id -u)" != 0 ] || apt-get install -y -qq wrk >/dev/null 2>&1 \
+		|| { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } || true
+	@command -v wrk >/dev/null || echo "bench: wrk is not installed; the Python load generator stands in"
+	@[ -x $(BIN)/py-spy ] || $(BIN)/pip install --quiet --disable-pip-version-check -e '.[bench]'
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info orderhook-demo.db* orderhook-demo.toml
