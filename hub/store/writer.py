@@ -141,6 +141,7 @@ class Writer:
                 self._pending_timing = []
             for job in batch:
                 results.append((job, job.fn(conn, ctx, *job.args), None))
+            ingest_sql.flush(conn, ctx)
             conn.execute("COMMIT")
         except Exception:
             log.exception("batch of %d failed; replaying its jobs one by one", len(batch))
@@ -204,6 +205,7 @@ def _in_transaction(conn: sqlite3.Connection, fn: Callable[..., Any], *args: Any
     try:
         ctx.begin(conn)
         result = fn(conn, ctx, *args)
+        ingest_sql.flush(conn, ctx)
         conn.execute("COMMIT")
     except BaseException:
         _rollback(conn)
