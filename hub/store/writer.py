@@ -139,6 +139,9 @@ class Writer:
             if self._pending_timing:
                 ingest_sql.set_handling_ms(conn, self._pending_timing)
                 self._pending_timing = []
+            ingest_sql.prefetch(
+                conn, ctx, [job.args[0] for job in batch if job.fn is ingest_sql.ingest]
+            )
             for job in batch:
                 results.append((job, job.fn(conn, ctx, *job.args), None))
             ingest_sql.flush(conn, ctx)
