@@ -23,7 +23,7 @@ from bench.servers import Server, hub_config
 # a sample goes to the stage of its innermost frame that matches a rule (stdlib frames
 # such as json or hmac are passed over, so they count for whoever called them)
 STAGES = (
-    ("hub/store/", "writer: SQL, rows, commit"),
+    ("hub/store/", "writer: SQL and rows"),
     ("hub/orders.py", "orders stage (post-commit)"),
     ("connectors/", "verify + parse"),
     ("hub/ingest.py", "ingest handler"),
@@ -100,6 +100,9 @@ def _frames(stack: str) -> tuple[str, list[tuple[str, str]]]:
 
 
 def _stage(frames: list[tuple[str, str]]) -> str:
+    if frames and frames[-1][0] == "Writer._commit_batch":
+        # nothing deeper in Python: BEGIN/COMMIT, i.e. mostly the fsync of the WAL
+        return "writer: COMMIT (fsync)"
     for _, path in reversed(frames):
         for key, name in STAGES:
             if key in path:

@@ -137,7 +137,9 @@ def test_profile_summary_puts_library_frames_on_their_caller() -> None:
             "verify (/x/connectors/standard.py:90);digest (/py/hmac.py:1) 30",
             "thread (1): MainThread;run (uvicorn/server.py:1);__call__ (/x/hub/ingest.py:119);"
             "send (/s/site-packages/uvicorn/protocols/http/httptools_impl.py:500) 50",
-            "thread (2): orderhook-writer;_run (/x/hub/store/writer.py:120) 20",
+            "thread (2): orderhook-writer;_run (/x/hub/store/writer.py:120) 15",
+            "thread (2): orderhook-writer;_run (/x/hub/store/writer.py:120);"
+            "Writer._commit_batch (/x/hub/store/writer.py:148) 5",
         ]
     )
     summary = profile.summarise(collapsed)
@@ -145,7 +147,8 @@ def test_profile_summary_puts_library_frames_on_their_caller() -> None:
     assert summary["stages"] == {
         "HTTP server (uvicorn, httptools, uvloop)": 0.5,
         "verify + parse": 0.3,
-        "writer: SQL, rows, commit": 0.2,
+        "writer: SQL and rows": 0.15,
+        "writer: COMMIT (fsync)": 0.05,
     }
     assert summary["threads"] == {"main": 0.8, "writer and other threads": 0.2}
 
