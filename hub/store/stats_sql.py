@@ -46,12 +46,16 @@ def body_bytes(conn: sqlite3.Connection) -> dict[str, int]:
 
 
 def btrees(conn: sqlite3.Connection) -> list[Btree]:
-    """Every table and index with its page count (the dbstat virtual table)."""
-    rows = conn.execute(
-        "SELECT d.name, coalesce(m.tbl_name, d.name), count(*), sum(d.pgsize), sum(d.payload) "
-        "FROM dbstat AS d LEFT JOIN sqlite_schema AS m ON m.name = d.name "
-        "GROUP BY d.name ORDER BY sum(d.pgsize) DESC"
-    ).fetchall()
+    """Every table and index with its page count (the dbstat virtual table); empty when
+    SQLite was built without it (SQLITE_ENABLE_DBSTAT_VTAB)."""
+    try:
+        rows = conn.execute(
+            "SELECT d.name, coalesce(m.tbl_name, d.name), count(*), sum(d.pgsize), "
+            "sum(d.payload) FROM dbstat AS d LEFT JOIN sqlite_schema AS m ON m.name = d.name "
+            "GROUP BY d.name ORDER BY sum(d.pgsize) DESC"
+        ).fetchall()
+    except sqlite3.OperationalError:
+        return []
     return [Btree(name, table, int(p), int(b), int(pl)) for name, table, p, b, pl in rows]
 
 
