@@ -41,7 +41,8 @@ bench: $(BIN)/.installed
 	@command -v wrk >/dev/null || [ "$$(id -u)" != 0 ] || apt-get install -y -qq wrk >/dev/null 2>&1 \
 		|| { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } || true
 	@command -v wrk >/dev/null || echo "bench: wrk is not installed; the Python load generator stands in"
-	@[ -x $(BIN)/py-spy ] || $(BIN)/pip install --quiet --disable-pip-version-check -e '.[bench]'
+	@[ -x $(BIN)/py-spy ] || $(BIN)/pip install --quiet --disable-pip-version-check -e '.[bench]' \
+		|| echo "bench: py-spy unavailable; the profile is skipped"
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:

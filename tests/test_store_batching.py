@@ -5,44 +5,26 @@ request must get the outcome it would get alone."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from connectors.base import Reply
-from hub.model import Kind, OrderEvent, message_key
-from hub.store import IngestJob, RequestRecord, Store, queries
+from hub.model import OrderEvent, message_key
+from hub.store import IngestJob, Store, queries
+from tests.test_store import event, record
 
 pytestmark = pytest.mark.anyio
 
 OK = Reply(200, b'{"ok":true}')
 
 
-def record() -> RequestRecord:
-    return RequestRecord(
-        received_at="2026-11-25T00:00:00.000000Z",
-        method="POST",
-        path="/webhooks/standard/acme",
-        query="",
-        headers=[("content-type", "application/json")],
-        body=b"{}",
-        peer="127.0.0.1:1",
-        platform="standard",
-        shop="acme",
-    )
-
-
 def pushed(msg_id: str, order_id: str, amount: str = "1.00") -> OrderEvent:
-    return OrderEvent(
-        platform="standard",
-        shop="acme",
-        kind=Kind.PAID,
-        order_id=order_id,
-        occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
-        platform_type="order.paid",
+    """An event as a push with a message id brings it (deduped on that id)."""
+    return dataclasses.replace(
+        event(order_id, payload={"order_id": order_id, "amount": amount}),
         message_id=msg_id,
-        payload={"order_id": order_id, "amount": amount},
         dedupe_key=message_key("standard", "acme", msg_id),
     )
 
