@@ -36,6 +36,8 @@ def table(r: dict[str, Any]) -> str:
         f" {_fmt(b['cpu_us_per_request']):>9} us"
         f"   (generator used at most {b['generator_cpu_share_max']:.0%} of a core)"
     )
+    if b["generator_cpu_share_max"] > 0.9:
+        lines.append("  WARNING: the load generator used a whole core: it may be the limit")
     d = ing["durability"]
     lines.append(
         f"  durability: {d['acked_200']:,} acks seen, {d['recorded_200']:,} recorded as 200 "
