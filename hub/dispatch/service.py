@@ -49,8 +49,11 @@ async def run(hub: Hub) -> None:
                     break
         except Exception:
             log.exception("dispatching committed events failed; retrying")
+        # asyncio.timeout, not wait_for: on 3.11 wait_for loses a cancellation that arrives
+        # as the wait ends (CPython gh-86296), and a stopping hub then waits for ever
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=1.0)
+            async with asyncio.timeout(1.0):
+                await wake.wait()
 
 
 async def run_escalation(hub: Hub) -> None:
