@@ -27,16 +27,14 @@ browser:
 	    echo "chromium is missing: the browser test will be skipped (apt-get install chromium)"; \
 	  fi; }
 
-bench: $(BIN)/.installed
-	$(BIN)/python bench/dispatch.py
-
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Benchmarks (docs/performance.md): installs wrk (Debian) and py-spy when missing, prints a
-# table and writes bench/results.json. BENCH_ARGS passes options, e.g. BENCH_ARGS=--smoke
+# Benchmarks: installs wrk (Debian) and py-spy when missing; ingest, latency, replay and
+# storage print a table and write bench/results.json (docs/performance.md), then the
+# dispatch benchmark prints its JSON (docs/dispatch.md). BENCH_ARGS: e.g. --smoke
 bench: $(BIN)/.installed
 	@command -v wrk >/dev/null || [ "$$(id -u)" != 0 ] || apt-get install -y -qq wrk >/dev/null 2>&1 \
 		|| { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } || true
@@ -44,6 +42,7 @@ bench: $(BIN)/.installed
 	@[ -x $(BIN)/py-spy ] || $(BIN)/pip install --quiet --disable-pip-version-check -e '.[bench]' \
 		|| echo "bench: py-spy unavailable; the profile is skipped"
 	$(BIN)/python -m bench $(BENCH_ARGS)
+	$(BIN)/python bench/dispatch.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info orderhook-demo.db* orderhook-demo.toml

@@ -45,8 +45,10 @@ CLEAN = Mix()
 MIXED = Mix(duplicates=0.10, bad_signatures=0.05)
 
 
-def order_body(order_id: str, now: datetime, rng: random.Random) -> bytes:
-    """An order.created push of a realistic size (~600 bytes): items, buyer, address."""
+def order_body(
+    order_id: str, now: datetime, rng: random.Random, kind: str = "order.created"
+) -> bytes:
+    """An order push of a realistic size (~600 bytes): items, buyer, address."""
     stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     items = [
         {
@@ -58,7 +60,7 @@ def order_body(order_id: str, now: datetime, rng: random.Random) -> bytes:
         for _ in range(rng.randint(1, 3))
     ]
     envelope = {
-        "type": "order.created",
+        "type": kind,
         "timestamp": stamp,
         "data": {
             "order_id": order_id,
@@ -86,7 +88,9 @@ def render(signer: Webhook, msg_id: str, timestamp: datetime, body: bytes) -> by
     return head.encode() + body
 
 
-def make(n: int, prefix: str, mix: Mix = CLEAN, seed: int = 1) -> list[Push]:
+def make(
+    n: int, prefix: str, mix: Mix = CLEAN, seed: int = 1, kind: str = "order.created"
+) -> list[Push]:
     """`n` pushes; ids start with `prefix` so runs never collide in one database."""
     rng = random.Random(seed)
     now = datetime.now(UTC)
@@ -102,7 +106,7 @@ def make(n: int, prefix: str, mix: Mix = CLEAN, seed: int = 1) -> list[Push]:
             continue
         order_id = f"{prefix}-{i}"
         msg_id = f"msg_{prefix}_{i}"
-        body = order_body(order_id, now, rng)
+        body = order_body(order_id, now, rng, kind)
         bad = roll > 1.0 - mix.bad_signatures
         raw = render(wrong if bad else good, msg_id, now, body)
         push = Push(msg_id, order_id, "bad_signature" if bad else "new", raw)

@@ -47,12 +47,15 @@ def table(r: dict[str, Any]) -> str:
     )
     lines += ["", "Latency, open loop (from each push's scheduled send time)"]
     for x in r["latency"]["rates"]:
-        a, t = x["ack_ms"], x["to_order_ms"]
+        a, t, g = x["ack_ms"], x["to_order_ms"], x["to_assignment_ms"]
         lines.append(
             f"  {x['rate']:>6}/s  ack p50 {a['p50']:7.1f}  p99 {a['p99']:7.1f}  max {a['max']:7.1f}"
-            f" ms | push->order ({x['order_time_column']})"
-            f" p50 {t['p50']:7.1f}  p99 {t['p99']:7.1f}"
-            f" ms | {x['acked']}/{x['pushes']} acked, {x['acked_without_order']} without order"
+            f" ms | push->order p50 {t['p50']:7.1f}  p99 {t['p99']:7.1f}"
+            f" | push->assigned p50 {g['p50']:7.1f}  p99 {g['p99']:7.1f} ms"
+        )
+        lines.append(
+            f"  {'':8} {x['acked']}/{x['pushes']} acked, {x['acked_without_order']} of them "
+            f"without order, {x['acked_not_assigned']} not assigned"
         )
     rp = r["replay"]
     lines += ["", f"Replay: {rp.get('method', rp.get('skipped'))}"]

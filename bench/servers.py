@@ -18,13 +18,27 @@ ROOT = Path(__file__).resolve().parent.parent
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def hub_config(workdir: Path, name: str = "hub") -> Path:
-    """A config with one Standard Webhooks shop on a fresh database in `workdir`."""
+# Operators who take every task (capacity far above a run's pushes), so every paid order
+# is assigned as soon as dispatch sees it: push -> assignment without queueing for people
+DISPATCH = """
+[dispatch]
+default_group = "general"
+route_on = ["paid"]
+
+[dispatch.groups.general]
+""" + "".join(
+    f'\n[dispatch.operators.bench{i}]\ngroups = ["general"]\ncapacity = 1000000\n' for i in range(4)
+)
+
+
+def hub_config(workdir: Path, name: str = "hub", *, dispatch: bool = False) -> Path:
+    """A config with one Standard Webhooks shop on a fresh database in `workdir`, and
+    with `dispatch` a group of operators that takes every paid order."""
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / f"{name}.toml"
     path.write_text(
         f'[hub]\ndb = "{name}.db"\n\n[shops.{SHOP}]\nplatform = "standard"\n'
-        f'secret = "{BENCH_SECRET}"\n',
+        f'secret = "{BENCH_SECRET}"\n' + (DISPATCH if dispatch else ""),
         encoding="utf-8",
     )
     return path

@@ -59,26 +59,30 @@ def btrees(conn: sqlite3.Connection) -> list[Btree]:
     return [Btree(name, table, int(p), int(b), int(pl)) for name, table, p, b, pl in rows]
 
 
-def order_touch_column(conn: sqlite3.Connection) -> str:
-    """`assigned_at` once dispatch records assignments on orders, else `updated_at`."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(orders)")}
-    return "assigned_at" if "assigned_at" in columns else "updated_at"
-
-
 def order_times(
-    conn: sqlite3.Connection, platform: str, shop: str, order_ids: list[str], column: str
-) -> dict[str, str | None]:
-    """`column` (from `order_touch_column`) of each listed order that exists."""
-    if column not in ("assigned_at", "updated_at"):
-        raise ValueError(f"not an order time column: {column!r}")
-    out: dict[str, str | None] = {}
-    query = (
-        f"SELECT order_id, {column} FROM orders "
-        "WHERE platform = ? AND shop = ? AND order_id IN (SELECT value FROM json_each(?))"
+    conn: sqlite3.Connection, platform: str, shop: str, order_ids: list[str]
+) -> dict[str, tuple[str, str | None]]:
+    """For each listed order that exists: (`orders.created_at`, `tasks.assigned_at`), the
+    moment the order stage applied its first event and the moment dispatch assigned it
+    (None while unassigned, or when this database has no dispatch tables)."""
+    has_tasks = conn.execute(
+        "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'tasks'"
+    ).fetchone()
+    assigned = "t.assigned_at" if has_tasks else "NULL"
+    join = (
+        "LEFT JOIN tasks AS t ON t.platform = o.platform AND t.shop = o.shop "
+        "AND t.order_id = o.order_id "
+        if has_tasks
+        else ""
     )
+    query = (
+        f"SELECT o.order_id, o.created_at, {assigned} FROM orders AS o {join}"
+        "WHERE o.platform = ? AND o.shop = ? AND o.order_id IN (SELECT value FROM json_each(?))"
+    )
+    out: dict[str, tuple[str, str | None]] = {}
     step = 5000
     for start in range(0, len(order_ids), step):
-        chunk = order_ids[start : start + step]
-        for order_id, value in conn.execute(query, (platform, shop, json.dumps(chunk))):
-            out[order_id] = value
+        chunk = json.dumps(order_ids[start : start + step])
+        for order_id, created_at, assigned_at in conn.execute(query, (platform, shop, chunk)):
+            out[order_id] = (created_at, assigned_at)
     return out
