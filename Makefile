@@ -27,13 +27,22 @@ browser:
 	    echo "chromium is missing: the browser test will be skipped (apt-get install chromium)"; \
 	  fi; }
 
-bench: $(BIN)/.installed
-	$(BIN)/python bench/dispatch.py
-
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# Benchmarks: installs wrk (Debian) and py-spy when missing; ingest, latency, replay and
+# storage print a table and write bench/results.json (docs/performance.md), then the
+# dispatch benchmark prints its JSON (docs/dispatch.md). BENCH_ARGS: e.g. --smoke
+bench: $(BIN)/.installed
+	@command -v wrk >/dev/null || [ "$$(id -u)" != 0 ] || apt-get install -y -qq wrk >/dev/null 2>&1 \
+		|| { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } || true
+	@command -v wrk >/dev/null || echo "bench: wrk is not installed; the Python load generator stands in"
+	@[ -x $(BIN)/py-spy ] || $(BIN)/pip install --quiet --disable-pip-version-check -e '.[bench]' \
+		|| echo "bench: py-spy unavailable; the profile is skipped"
+	$(BIN)/python -m bench $(BENCH_ARGS)
+	$(BIN)/python bench/dispatch.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info orderhook-demo.db* orderhook-demo.toml

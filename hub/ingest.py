@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import connectors
 from connectors.base import Connector, Inbound, Rejection, Reply, generic_error
@@ -42,6 +42,10 @@ class Ingest:
         self.store = hub.store
         self.metrics = hub.metrics
         self.cap = hub.settings.max_body_bytes
+        # prometheus' labels() validates and locks on every call; the label sets are few
+        # (known platforms and shops, a fixed set of outcomes), so keep their children
+        self._counted: dict[tuple[str, str, str, str], Any] = {}
+        self._timed: dict[str, Any] = {}
         self._peers_of: dict[str, tuple[Shop, ...]] = {}
         self._peers_from: Settings | None = None
 
@@ -144,8 +148,15 @@ class Ingest:
         m = self.metrics
         label_platform = platform if connector else "_unknown"
         label_shop = shop_name if shop is not None else "_unknown"
-        m.requests.labels(label_platform, label_shop, outcome, reason or "").inc()
-        m.ack_seconds.labels(label_platform).observe(time.perf_counter() - t0)
+        key = (label_platform, label_shop, outcome, reason or "")
+        counted = self._counted.get(key)
+        if counted is None:
+            counted = self._counted[key] = m.requests.labels(*key)
+        counted.inc()
+        timed = self._timed.get(label_platform)
+        if timed is None:
+            timed = self._timed[label_platform] = m.ack_seconds.labels(label_platform)
+        timed.observe(time.perf_counter() - t0)
         if record.forensics:
             match = record.forensics.split(":", 1)[0][:64]
             m.forensics.labels(label_platform, match).inc()

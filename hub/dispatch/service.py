@@ -49,8 +49,10 @@ async def run(hub: Hub) -> None:
                     break
         except Exception:
             log.exception("dispatching committed events failed; retrying")
+        # asyncio.timeout, not wait_for: on 3.11 wait_for loses a cancellation that arrives
+        # as the wait ends (CPython gh-86296), and a stopping hub then waits for ever
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(1.0):  # wait_for can swallow a cancel on 3.11
+            async with asyncio.timeout(1.0):
                 await wake.wait()
 
 

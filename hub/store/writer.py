@@ -139,8 +139,12 @@ class Writer:
             if self._pending_timing:
                 ingest_sql.set_handling_ms(conn, self._pending_timing)
                 self._pending_timing = []
+            ingest_sql.prefetch(
+                conn, ctx, [job.args[0] for job in batch if job.fn is ingest_sql.ingest]
+            )
             for job in batch:
                 results.append((job, job.fn(conn, ctx, *job.args), None))
+            ingest_sql.flush(conn, ctx)
             conn.execute("COMMIT")
         except Exception:
             log.exception("batch of %d failed; replaying its jobs one by one", len(batch))
@@ -204,6 +208,7 @@ def _in_transaction(conn: sqlite3.Connection, fn: Callable[..., Any], *args: Any
     try:
         ctx.begin(conn)
         result = fn(conn, ctx, *args)
+        ingest_sql.flush(conn, ctx)
         conn.execute("COMMIT")
     except BaseException:
         _rollback(conn)

@@ -1,0 +1,91 @@
+"""The table `python -m bench` prints, from the results it writes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _fmt(value: Any, spec: str = ",.0f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def table(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    lines = [
+        f"orderhook bench {r['started_at']}{' (smoke)' if r['smoke'] else ''}: {m['cpu']}, "
+        f"{m['cores']} cores, load {' '.join(map(str, m['load_average']))}",
+    ]
+    ing = r["ingest"]
+    s = ing["summary"]
+    o = ing["options"]
+    lines += [
+        "",
+        f"Ingest, closed loop ({o['generator']}, {o['connections']} connections, "
+        f"{o['rounds']} rounds of {o['seconds']:g} s), synchronous=FULL",
+        f"  {'':8} {'hub req/s':>10} {'hub/bare':>9} {'hub CPU/req':>12}   ratios per round",
+    ]
+    for scenario in ("clean", "mixed"):
+        x = s[scenario]
+        lines.append(
+            f"  {scenario:8} {_fmt(x['hub_rps_median']):>10} {_fmt(x['ratio_median'], '.2f'):>9}"
+            f" {_fmt(x['hub_cpu_us_per_request']):>9} us   {x['ratios']}"
+        )
+    b = s["bare"]
+    lines.append(
+        f"  {'bare':8} {_fmt(b['rps_median']):>10} {'1.00':>9}"
+        f" {_fmt(b['cpu_us_per_request']):>9} us"
+        f"   (generator used at most {b['generator_cpu_share_max']:.0%} of a core)"
+    )
+    if b["generator_cpu_share_max"] > 0.9:
+        lines.append("  WARNING: the load generator used a whole core: it may be the limit")
+    d = ing["durability"]
+    lines.append(
+        f"  durability: {d['acked_200']:,} acks seen, {d['recorded_200']:,} recorded as 200 "
+        f"({d['unanswered_in_flight']} answered after the generator stopped, limit "
+        f"{d['in_flight_limit']}); events {d['events']:,} = new on requests "
+        f"{d['events_new_on_requests']:,}: {'OK' if d['ok'] else 'FAILED'}"
+    )
+    lines += ["", "Latency, open loop (from each push's scheduled send time)"]
+    for x in r["latency"]["rates"]:
+        a, t, g = x["ack_ms"], x["to_order_ms"], x["to_assignment_ms"]
+        lines.append(
+            f"  {x['rate']:>6}/s  ack p50 {a['p50']:7.1f}  p99 {a['p99']:7.1f}  max {a['max']:7.1f}"
+            f" ms | push->order p50 {t['p50']:7.1f}  p99 {t['p99']:7.1f}"
+            f" | push->assigned p50 {g['p50']:7.1f}  p99 {g['p99']:7.1f} ms"
+        )
+        lines.append(
+            f"  {'':8} {x['acked']}/{x['pushes']} acked, {x['acked_without_order']} of them "
+            f"without order, {x['acked_not_assigned']} not assigned"
+        )
+    rp = r["replay"]
+    lines += ["", f"Replay: {rp.get('method', rp.get('skipped'))}"]
+    for x in rp.get("runs", []):
+        lines.append(f"  {x['concurrency']} in flight: {_fmt(x['rps'])} req/s")
+    st = r["storage"]
+    lines += [
+        "",
+        f"Storage: {_fmt(st['bytes_per_request'])} bytes per recorded request "
+        f"(raw body+headers {_fmt(st['raw_bytes_per_request'])}), "
+        f"{st['gb_per_million_pushes']} GB per million pushes; "
+        f"{_fmt(st['disk_write_bytes_per_push'])} bytes written to disk per push",
+    ]
+    small = [t for t in st["btrees"] if t["share"] < 0.005]
+    for t in st["btrees"]:
+        if t in small:
+            continue
+        lines.append(
+            f"  {t['kind']:5} {t['name']:24} {t['pages']:>8,} pages {t['bytes_per_request']:>8,.0f}"
+            f" B/request {t['share']:>6.1%}"
+        )
+    lines.append(
+        f"  (+{len(small)} small tables and indexes; index bytes per table byte: "
+        f"{st['index_bytes_per_table_byte']})"
+    )
+    prof = r.get("profile")
+    if prof:
+        lines += ["", "Profile (py-spy, share of the hub's CPU samples)"]
+        if "skipped" in prof:
+            lines.append(f"  skipped: {prof['skipped']}")
+        for stage, share in prof.get("stages", {}).items():
+            lines.append(f"  {share:6.1%}  {stage}")
+    return "\n".join(lines)

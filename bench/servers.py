@@ -1,0 +1,112 @@
+"""The servers under test as child processes: start, wait until they answer, read their
+CPU time and I/O from /proc, stop them cleanly (the hub drains its writer on SIGINT)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.pushes import BENCH_SECRET, SHOP
+
+ROOT = Path(__file__).resolve().parent.parent
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# Operators who take every task (capacity far above a run's pushes), so every paid order
+# is assigned as soon as dispatch sees it: push -> assignment without queueing for people
+DISPATCH = """
+[dispatch]
+default_group = "general"
+route_on = ["paid"]
+
+[dispatch.groups.general]
+""" + "".join(
+    f'\n[dispatch.operators.bench{i}]\ngroups = ["general"]\ncapacity = 1000000\n' for i in range(4)
+)
+
+
+def hub_config(workdir: Path, name: str = "hub", *, dispatch: bool = False) -> Path:
+    """A config with one Standard Webhooks shop on a fresh database in `workdir`, and
+    with `dispatch` a group of operators that takes every paid order."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / f"{name}.toml"
+    path.write_text(
+        f'[hub]\ndb = "{name}.db"\n\n[shops.{SHOP}]\nplatform = "standard"\n'
+        f'secret = "{BENCH_SECRET}"\n' + (DISPATCH if dispatch else ""),
+        encoding="utf-8",
+    )
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    kind: str  # hub | bare
+    config: Path | None = None
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, log_dir: Path) -> Server:
+        cmd = [sys.executable, "-m", "bench.serve", self.kind, "--port", str(self.port)]
+        if self.config is not None:
+            cmd += ["--config", str(self.config)]
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log = log_dir / f"{self.kind}-{self.port}.log"
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.kind} server exited: {self.log.read_text()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{self.kind} server did not start within 30 s (log: {self.log})")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU the server used so far (all its threads)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS
+
+    def io(self) -> dict[str, int]:
+        """/proc/<pid>/io: bytes written to storage (write_bytes) and via write() (wchar)."""
+        try:
+            text = Path(f"/proc/{self.pid}/io").read_text()
+        except OSError:
+            return {}
+        return {k: int(v) for k, v in (line.split(": ") for line in text.splitlines())}
+
+    def stop(self) -> None:
+        """SIGINT, as Ctrl-C: uvicorn closes, the hub's lifespan drains the writer."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()

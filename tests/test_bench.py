@@ -1,0 +1,162 @@
+"""The benchmark harness, kept working by a tiny smoke run (no figure is asserted: speed
+is the benchmark's job; here only what it counts and checks must be right)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from standardwebhooks import Webhook, WebhookVerificationError
+
+from bench import loadgen, profile, pushes, wrk
+from bench.__main__ import main
+from tests.conftest import serve_app
+
+
+def smoke(tmp_path: Path, generator: str) -> tuple[dict, str]:
+    out = tmp_path / "results.json"
+    result = CliRunner().invoke(
+        main,
+        ["--smoke", "--generator", generator, "--work", str(tmp_path / "work"), "--out", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    return json.loads(out.read_text()), result.output
+
+
+@pytest.mark.slow
+def test_smoke_run_counts_every_ack_in_the_database(tmp_path: Path) -> None:
+    results, output = smoke(tmp_path, "python")
+    ingest = results["ingest"]
+    durability = ingest["durability"]
+    assert durability["ok"], durability
+    assert durability["acked_200"] > 0
+    assert durability["acked_200"] <= durability["recorded_200"]
+    # the mixed run's bad signatures were refused and recorded as such
+    mixed = next(r for r in ingest["runs"] if r["scenario"] == "mixed")
+    assert mixed["statuses"].get("401", 0) > 0
+    assert durability["statuses_recorded"]["401"] >= mixed["statuses"]["401"]
+    # every push the open-loop generator saw acked reached the orders table and was
+    # assigned to an operator
+    for rate in results["latency"]["rates"]:
+        assert rate["acked"] == rate["pushes"]
+        assert rate["acked_without_order"] == 0
+        assert rate["acked_not_assigned"] == 0
+        assert rate["ack_ms"]["p50"] <= rate["ack_ms"]["p99"] <= rate["ack_ms"]["max"]
+        # applied and assigned after the push was due (one clock: this machine's)
+        assert rate["to_order_ms"]["p50"] > 0 and rate["to_assignment_ms"]["p50"] > 0
+    replayed = results["replay"]["runs"][0]
+    assert replayed["statuses"] == {"200": replayed["requests"]}
+    storage = results["storage"]
+    names = {t["name"] for t in storage["btrees"]}
+    assert {"requests", "events", "requests_received", "events_order"} <= names
+    assert storage["bytes_per_request"] > 0
+    assert "Ingest, closed loop (python" in output and "durability:" in output
+    assert "OK" in output
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not wrk.available(), reason="wrk is not installed (make bench installs it)")
+def test_smoke_run_with_wrk(tmp_path: Path) -> None:
+    results, _ = smoke(tmp_path, "wrk")
+    assert results["ingest"]["options"]["generator"] == "wrk"
+    assert results["ingest"]["durability"]["ok"], results["ingest"]["durability"]
+    assert all(r["responses"] > 0 for r in results["ingest"]["runs"])
+
+
+def test_help_has_examples() -> None:
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    assert "Examples:" in result.output and "python -m bench --smoke" in result.output
+
+
+def test_pushes_verify_with_the_official_package_and_mix_mistakes_in() -> None:
+    batch = pushes.make(400, "t", pushes.MIXED, seed=7)
+    kinds = pushes.kinds(batch)
+    assert kinds["duplicate"] > 0 and kinds["bad_signature"] > 0
+    assert len({p.msg_id for p in batch if p.kind == "new"}) == kinds["new"]
+    good = Webhook(pushes.BENCH_SECRET)
+    for push in batch[:60]:
+        head, body = push.raw.split(b"\r\n\r\n", 1)
+        pairs = (line.decode().split(": ", 1) for line in head.split(b"\r\n")[1:])
+        headers = {name.lower(): value for name, value in pairs}
+        assert int(headers["content-length"]) == len(body)
+        if push.kind == "bad_signature":
+            with pytest.raises(WebhookVerificationError):
+                good.verify(body, headers)
+        else:
+            assert good.verify(body, headers)["data"]["order_id"] == push.order_id
+    originals = {p.msg_id: p.raw for p in batch if p.kind == "new"}
+    assert all(originals[p.msg_id] == p.raw for p in batch if p.kind == "duplicate")
+
+
+def test_pushes_for_wrk_are_dealt_to_threads_without_overlap(tmp_path: Path) -> None:
+    batch = pushes.make(9, "w")
+    pushes.write_for_wrk(batch, tmp_path / "req", threads=2)
+    seen = []
+    for t in (0, 1):
+        data = (tmp_path / f"req.{t}").read_bytes()
+        while data:
+            length, _, rest = data.partition(b"\n")
+            seen.append(rest[: int(length)])
+            data = rest[int(length) :]
+    assert sorted(seen) == sorted(p.raw for p in batch)
+
+
+def test_open_loop_counts_waiting_for_a_busy_server_as_latency() -> None:
+    """One connection, a server that takes 50 ms, pushes due every 10 ms: the last push
+    waits for the nine before it, and its latency must say so (no coordinated omission)."""
+
+    async def slow(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        await asyncio.sleep(0.05)
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}
+        )
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    raw = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    with serve_app(slow) as url:
+        outcomes = loadgen.run_on_uvloop(
+            lambda: loadgen.open_loop(url, [raw] * 10, rate=100, max_connections=1)
+        )
+    assert [o.status for o in outcomes] == [200] * 10
+    # served one after another: the 10th answer comes >= 10 x 50 ms after the first was due,
+    # and it was due 90 ms after the first
+    assert outcomes[-1].latency is not None and outcomes[-1].latency >= 0.5 - 0.09
+    assert outcomes[-1].scheduled - outcomes[0].scheduled == pytest.approx(0.09, abs=1e-5)
+
+
+def test_profile_summary_puts_library_frames_on_their_caller() -> None:
+    collapsed = "\n".join(
+        [
+            "thread (1): MainThread;run (uvicorn/server.py:1);__call__ (/x/hub/ingest.py:100);"
+            "verify (/x/connectors/standard.py:90);digest (/py/hmac.py:1) 30",
+            "thread (1): MainThread;run (uvicorn/server.py:1);__call__ (/x/hub/ingest.py:119);"
+            "send (/s/site-packages/uvicorn/protocols/http/httptools_impl.py:500) 50",
+            "thread (2): orderhook-writer;_run (/x/hub/store/writer.py:120) 15",
+            "thread (2): orderhook-writer;_run (/x/hub/store/writer.py:120);"
+            "Writer._commit_batch (/x/hub/store/writer.py:148) 5",
+        ]
+    )
+    summary = profile.summarise(collapsed)
+    assert summary["samples"] == 100
+    assert summary["stages"] == {
+        "HTTP server (uvicorn, httptools, uvloop)": 0.5,
+        "verify + parse": 0.3,
+        "writer: SQL and rows": 0.15,
+        "writer: COMMIT (fsync)": 0.05,
+    }
+    assert summary["threads"] == {"main": 0.8, "writer and other threads": 0.2}
+
+
+def test_fresh_timestamps() -> None:
+    push = pushes.make(1, "ts")[0]
+    stamp = int(push.raw.split(b"Webhook-Timestamp: ")[1].split(b"\r\n")[0])
+    assert abs(stamp - datetime.now(UTC).timestamp()) < 60
