@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -92,3 +93,32 @@ async def test_handling_time_is_recorded_after_the_commit(tmp_path) -> None:  # 
     await store.stop()  # flushes pending timings
     row = store.run(queries.get_request, result.request_id)
     assert row["handling_ms"] is not None and row["handling_ms"] > 0
+
+
+async def test_stopping_waits_for_a_read_whose_caller_was_cancelled(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A stage cancelled at shutdown leaves its read running on a reader thread; closing
+    that thread's connection under it crashed the whole process (segfault in sqlite)."""
+    store = Store(tmp_path / "s.db")
+    await store.start()
+    started, release = threading.Event(), threading.Event()
+    answers: list[object] = []
+
+    def slow_read(conn):  # type: ignore[no-untyped-def]
+        conn.execute("SELECT count(*) FROM requests").fetchone()
+        started.set()
+        release.wait(30)
+        try:  # still inside the same read: the connection must still be open
+            answers.append(conn.execute("SELECT count(*) FROM requests").fetchone()[0])
+        except Exception as exc:
+            answers.append(exc)
+
+    reader = asyncio.create_task(store.read(slow_read))
+    await asyncio.to_thread(started.wait, 30)
+    reader.cancel()  # what Hub.running() does to its stages
+    stopping = asyncio.create_task(store.stop())
+    await asyncio.sleep(0.2)  # give stop() its chance to close connections too early
+    release.set()
+    await stopping
+    assert answers == [0]
+    assert await store.read(lambda conn: conn.execute("SELECT 1").fetchone()[0]) == 1
+    await store.stop()

@@ -16,6 +16,7 @@ five calls.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -33,6 +34,8 @@ __all__ = ["IngestJob", "IngestResult", "RequestRecord", "Store", "WriterStats"]
 
 T = TypeVar("T")
 
+log = logging.getLogger("orderhook.store")
+
 
 class Store:
     def __init__(self, path: Path | str, *, max_batch: int = 1024) -> None:
@@ -42,6 +45,11 @@ class Store:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+        # reads in flight on reader threads: a task cancelled while awaiting `read` does
+        # not stop its thread, and closing a connection under a running statement
+        # crashes the interpreter (seen as a segfault at hub shutdown)
+        self._reading = 0
+        self._reads_done = threading.Condition(self._readers_lock)
         self.commit_listeners: list[Callable[[int], None]] = []
         self.batch_listeners: list[Callable[[int, float], None]] = []
 
@@ -70,11 +78,18 @@ class Store:
         if self._writer is not None:
             await anyio.to_thread.run_sync(self._writer.stop)
             self._writer = None
-        with self._readers_lock:
+        await anyio.to_thread.run_sync(self._close_readers)
+
+    def _close_readers(self, grace: float = 30.0) -> None:
+        with self._reads_done:
+            if not self._reads_done.wait_for(lambda: self._reading == 0, timeout=grace):
+                # better an unclosed connection at exit than one closed under a query
+                log.warning("store stopped with %d read(s) still running", self._reading)
+                return
             for conn in self._readers:
                 conn.close()
             self._readers.clear()
-        self._local = threading.local()
+            self._local = threading.local()
 
     @property
     def stats(self) -> WriterStats:
@@ -104,14 +119,21 @@ class Store:
         return await anyio.to_thread.run_sync(self._read, fn, args)
 
     def _read(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = connect(self.path)
-            conn.execute("PRAGMA query_only=1")
-            self._local.conn = conn
-            with self._readers_lock:
-                self._readers.append(conn)
-        return fn(conn, *args)
+        with self._reads_done:
+            self._reading += 1
+        try:
+            conn = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = connect(self.path)
+                conn.execute("PRAGMA query_only=1")
+                self._local.conn = conn
+                with self._readers_lock:
+                    self._readers.append(conn)
+            return fn(conn, *args)
+        finally:
+            with self._reads_done:
+                self._reading -= 1
+                self._reads_done.notify_all()
 
     def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run fn(conn, *args) in its own transaction on a fresh connection (CLI, tests)."""
