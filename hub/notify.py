@@ -242,7 +242,8 @@ class Throttle:
         if self.flusher is None or self.flusher.done():
             self.flusher = asyncio.create_task(self._flush())
         try:
-            return await asyncio.wait_for(asyncio.shield(waiter.future), self.max_wait)
+            async with asyncio.timeout(self.max_wait):  # not wait_for: it can eat a cancel
+                return await asyncio.shield(waiter.future)
         except TimeoutError:
             if waiter in self.waiting:
                 self.waiting.remove(waiter)
