@@ -21,6 +21,7 @@ from hub.auth import issue_token
 from hub.runtime import Hub
 from hub.settings import Settings
 from hub.store import Store
+from tests import netguard
 
 DEMO_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the spec's own example secret
 
@@ -33,6 +34,21 @@ max_body_bytes = 4096
 platform = "standard"
 secret = "{DEMO_SECRET}"
 """
+
+
+@pytest.fixture(autouse=True)
+def loopback_only() -> Iterator[None]:
+    """Fail the test that tried to reach anything but 127.0.0.1/::1 (see tests/netguard)."""
+    netguard.install()
+    netguard.take_attempts()  # a straggler thread of an earlier test is not this one's
+    yield
+    if refused := netguard.take_attempts():
+        pytest.fail(
+            "this test tried to reach non-loopback host(s) "
+            f"{', '.join(refused)}: give the shop a local `api_base`/`message_url`, "
+            "or run the hub without the stage that calls out",
+            pytrace=False,
+        )
 
 
 @pytest.fixture

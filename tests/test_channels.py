@@ -31,7 +31,8 @@ APP_KEY, TB_SECRET = "12345678", "tmc-test-secret"
 SELLER_ID, NICK = 2200123456, "acme旗舰店"
 CLIENT_ID, PDD_SECRET = "pdd-client", "pdd-test-secret"
 MALL_ID = 171504183
-FAST = "reconnect_seconds = 0.05, reconnect_max_seconds = 0.2"
+# fast reconnects; no reconciliation: these shops' API would be the real gateway
+FAST = "reconnect_seconds = 0.05, reconnect_max_seconds = 0.2, reconcile = false"
 
 
 def taobao_shop(url: str, secret: str = TB_SECRET, extra: str = "") -> str:

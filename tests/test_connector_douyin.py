@@ -35,17 +35,20 @@ TEST_SECRET = "11111111-2222-3333-4444-555555555555"
 URL = "/webhooks/douyin/dy"
 BIG = 4881995531871913482  # a p_id from the official SDK's examples, > 2^53
 
+# pushes only: no reconciliation against the real Douyin API gateway
 SHOPS = f"""
 [shops.dy]
 platform = "douyin"
 app_key = "{APP_KEY}"
 secret = "{SECRET}"
 old_secrets = ["retired-secret"]
+options = {{ reconcile = false }}
 
 [shops.dy-test]
 platform = "douyin"
 app_key = "{TEST_APP_KEY}"
 secret = "{TEST_SECRET}"
+options = {{ reconcile = false }}
 """
 
 
@@ -346,7 +349,7 @@ async def test_simulated_pushes_are_accepted_and_each_variant_is_identified(
 def shop_toml(name: str, options: str) -> str:
     return (
         f'[shops.{name}]\nplatform = "douyin"\napp_key = "{APP_KEY}"\nsecret = "{SECRET}"\n'
-        f"options = {{ {options} }}\n"
+        f"options = {{ reconcile = false, {options} }}\n"
     )
 
 
