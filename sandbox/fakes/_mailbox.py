@@ -43,30 +43,27 @@ class Mailbox:
         self.changed.set()
 
     def due(self, conn: ServerConnection) -> list[Queued]:
+        """What may go out now; `claim` each one right before sending it."""
         now = time.monotonic()
-        ready = []
-        for item in self.queued.values():
-            if now < item.not_before:
-                continue
-            holder = self.inflight.get(item.id)
-            if (
-                holder is not None
-                and holder[0] is conn
-                and now - holder[1] < self.redeliver_seconds
-            ):
-                continue
-            if (
-                holder is not None
-                and holder[0] is not conn
-                and now - holder[1] < self.redeliver_seconds
-            ):
-                continue  # another live connection has it
-            ready.append(item)
-        return ready
+        return [item for item in self.queued.values() if self._is_due(item, now)]
 
-    def mark_sent(self, item: Queued, conn: ServerConnection) -> None:
+    def _is_due(self, item: Queued, now: float) -> bool:
+        if self.queued.get(item.id) is not item or now < item.not_before:
+            return False  # confirmed (or replaced) meanwhile, or failed and resting
+        holder = self.inflight.get(item.id)
+        # in flight on this or another connection, and not overdue for redelivery
+        return holder is None or now - holder[1] >= self.redeliver_seconds
+
+    def claim(self, item: Queued, conn: ServerConnection) -> bool:
+        """Mark `item` in flight on `conn` before its frame is written, or say it is no
+        longer due. Marking after the write let a second sender of the same connection
+        (the push loop and a PullRequest) send it twice, and a message confirmed while
+        earlier frames were written went out again: duplicates no platform sent."""
+        if not self._is_due(item, time.monotonic()):
+            return False
         self.inflight[item.id] = (conn, time.monotonic())
         self.sent[item.id] += 1
+        return True
 
     def confirm(self, message_id: int) -> None:
         self.confirmed[message_id] += 1

@@ -166,6 +166,8 @@ class FakePmc(FakeServer):
                     if not self.may_send(conn):
                         await self.cut(conn, self.tick_seconds)
                         return
+                    if not self.mailbox.claim(item, conn):
+                        continue
                     if self.garbage_now():
                         await conn.send(GARBAGE)
                     body = item.body
@@ -181,7 +183,6 @@ class FakePmc(FakeServer):
                         },
                     }
                     await conn.send(json.dumps(frame, ensure_ascii=False))
-                    self.mailbox.mark_sent(item, conn)
                     self.count_sent(conn)
                 await self.mailbox.nap(self.tick_seconds)
 

@@ -176,10 +176,11 @@ class FakeTmc(FakeServer):
             if not self.may_send(conn):
                 await self.cut(conn, self.tick_seconds)
                 return
+            if not self.mailbox.claim(item, conn):
+                continue
             if self.garbage_now():
                 await conn.send(GARBAGE)
             await conn.send(encode(Frame(MessageType.SEND, dict(item.body), token=token)))
-            self.mailbox.mark_sent(item, conn)
             self.count_sent(conn)
 
 
