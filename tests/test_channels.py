@@ -95,8 +95,13 @@ def trade(tid: int, status: str = "WAIT_SELLER_SEND_GOODS") -> dict[str, Any]:
     return {"tid": tid, "oid": tid, "status": status, "payment": "128.50", "seller_nick": NICK}
 
 
+# One delivery, one Confirm: the fakes' redelivery (2 s by default) must not depend on how
+# fast a loaded machine commits (fsync took over 2 s under load and the message came twice).
+ONCE = 30.0
+
+
 async def test_taobao_message_is_committed_before_it_is_confirmed(write_config, tmp_path):
-    async with FakeTmc(APP_KEY, TB_SECRET) as fake:
+    async with FakeTmc(APP_KEY, TB_SECRET, redeliver_seconds=ONCE) as fake:
         config = write_config(taobao_shop(fake.url))
         db = tmp_path / "hub.db"
         seen_at_confirm: list[list[tuple[Any, ...]]] = []
@@ -125,7 +130,7 @@ async def test_taobao_message_is_committed_before_it_is_confirmed(write_config, 
 
 
 async def test_taobao_gzip_content_and_unknown_seller(write_config, tmp_path):
-    async with FakeTmc(APP_KEY, TB_SECRET, redeliver_seconds=30) as fake:
+    async with FakeTmc(APP_KEY, TB_SECRET, redeliver_seconds=ONCE) as fake:
         async with running(write_config(taobao_shop(fake.url))):
             ok = fake.publish(
                 "taobao_refund_RefundCreated",
@@ -156,7 +161,7 @@ async def test_taobao_gzip_content_and_unknown_seller(write_config, tmp_path):
 
 
 async def test_taobao_bad_content_is_failed_not_confirmed(write_config, tmp_path):
-    async with FakeTmc(APP_KEY, TB_SECRET, redeliver_seconds=30) as fake:
+    async with FakeTmc(APP_KEY, TB_SECRET, redeliver_seconds=ONCE) as fake:
         async with running(write_config(taobao_shop(fake.url))):
             bad = fake.publish(
                 "taobao_trade_TradeCreate", "{not json", user_id=SELLER_ID, nick=NICK
@@ -171,8 +176,9 @@ async def test_taobao_bad_content_is_failed_not_confirmed(write_config, tmp_path
 async def test_hub_killed_between_commit_and_confirm_stores_once(
     write_config, tmp_path, monkeypatch
 ):
-    async with FakeTmc(APP_KEY, TB_SECRET, redeliver_seconds=30) as fake:
-        config = write_config(taobao_shop(fake.url))
+    async with FakeTmc(APP_KEY, TB_SECRET, redeliver_seconds=ONCE) as fake:
+        # the dead hub's unanswered message is abandoned at once, not after the 5 s drain
+        config = write_config(taobao_shop(fake.url, extra=", drain_seconds = 0.05"))
         committed = asyncio.Event()
         real_receive = channels.receive
 
@@ -210,7 +216,7 @@ async def test_taobao_bad_signature_is_refused_and_reported(write_config, tmp_pa
 
 
 async def test_taobao_reconnects_after_drop_and_garbage(write_config, tmp_path):
-    async with FakeTmc(APP_KEY, TB_SECRET, redeliver_seconds=30) as fake:
+    async with FakeTmc(APP_KEY, TB_SECRET, redeliver_seconds=ONCE) as fake:
         fake.misbehave.drop_after = 1
         fake.misbehave.garbage_every = 2
         async with running(write_config(taobao_shop(fake.url))) as hub:
@@ -241,7 +247,9 @@ async def test_taobao_silent_service_is_detected_by_pings(write_config):
 
 
 async def test_pinduoduo_message_acked_after_commit(write_config, tmp_path):
-    async with FakePmc(CLIENT_ID, PDD_SECRET, heartbeat_seconds=0.2) as fake:
+    async with FakePmc(
+        CLIENT_ID, PDD_SECRET, heartbeat_seconds=0.2, redeliver_seconds=ONCE
+    ) as fake:
         async with running(write_config(pdd_shop(fake.url))) as hub:
             mid = fake.publish(
                 "pdd_refund_RefundCreated",
@@ -285,7 +293,9 @@ async def test_pinduoduo_message_acked_after_commit(write_config, tmp_path):
 
 
 async def test_pinduoduo_redelivery_dedupes_and_garbage_is_recorded(write_config, tmp_path):
-    async with FakePmc(CLIENT_ID, PDD_SECRET, heartbeat_seconds=0.2, redeliver_seconds=30) as fake:
+    async with FakePmc(
+        CLIENT_ID, PDD_SECRET, heartbeat_seconds=0.2, redeliver_seconds=ONCE
+    ) as fake:
         fake.misbehave.drop_after = 1
         fake.misbehave.garbage_every = 3
         async with running(write_config(pdd_shop(fake.url))):

@@ -79,6 +79,10 @@ class Mailbox:
             item.not_before = time.monotonic() + self.redeliver_seconds
         self.changed.set()
 
+    def holds(self, conn: ServerConnection) -> bool:
+        """Has `conn` messages out that it has not answered yet?"""
+        return any(holder is conn for holder, _ in self.inflight.values())
+
     def forget(self, conn: ServerConnection) -> None:
         """The connection died: whatever it held unconfirmed is due again at once."""
         for message_id, (holder, _) in list(self.inflight.items()):
@@ -130,6 +134,7 @@ class FakeServer:
         self._server: Server | None = None
         self._sent_on: Counter[int] = Counter()  # messages sent per connection id
         self._total_sent = 0
+        self._cuts: dict[int, asyncio.Task[None]] = {}  # connection id -> its pending cut
 
     @property
     def url(self) -> str:
@@ -144,6 +149,8 @@ class FakeServer:
         raise NotImplementedError
 
     async def stop(self) -> None:
+        for task in self._cuts.values():
+            task.cancel()
         if self._server is not None:
             self.drop()  # no close handshakes with connections told to go silent
             self._server.close()
@@ -178,17 +185,31 @@ class FakeServer:
         self.connections.discard(conn)
         self.mailbox.forget(conn)
         self._sent_on.pop(id(conn), None)
+        self._cuts.pop(id(conn), None)
 
     def may_send(self, conn: ServerConnection) -> bool:
         """False once this connection has had its `drop_after` messages: the caller then
-        calls `cut` (the connection lives one more tick, so confirms already on the wire
-        arrive, as they would before a real network failure)."""
+        calls `cut` and sends nothing more on it."""
         limit = self.misbehave.drop_after
         return limit is None or self._sent_on[id(conn)] < limit
 
-    async def cut(self, conn: ServerConnection, grace: float) -> None:
-        await asyncio.sleep(grace)
-        conn.transport.abort()
+    def cut(self, conn: ServerConnection) -> None:
+        """Abort `conn` (no close frame) once the hub has answered what it holds, or
+        after `redeliver_seconds`. Cutting a fixed tick after the last send made progress
+        depend on speed: a hub that took longer than the tick to commit never had an
+        answer arrive, and the same message went out on every new connection forever.
+        Runs as its own task: the answer is read by the loop that may be calling this."""
+        if id(conn) in self._cuts:
+            return
+
+        async def when_answered() -> None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.mailbox.redeliver_seconds):
+                    while self.mailbox.holds(conn):
+                        await self.mailbox.nap(1.0)
+            conn.transport.abort()
+
+        self._cuts[id(conn)] = asyncio.create_task(when_answered())
 
     def count_sent(self, conn: ServerConnection) -> None:
         self._sent_on[id(conn)] += 1

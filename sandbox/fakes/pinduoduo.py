@@ -164,7 +164,7 @@ class FakePmc(FakeServer):
             while True:
                 for item in self.mailbox.due(conn):
                     if not self.may_send(conn):
-                        await self.cut(conn, self.tick_seconds)
+                        self.cut(conn)
                         return
                     if not self.mailbox.claim(item, conn):
                         continue

@@ -174,7 +174,7 @@ class FakeTmc(FakeServer):
     async def _send_due(self, conn: ServerConnection, token: str) -> None:
         for item in self.mailbox.due(conn):
             if not self.may_send(conn):
-                await self.cut(conn, self.tick_seconds)
+                self.cut(conn)
                 return
             if not self.mailbox.claim(item, conn):
                 continue
