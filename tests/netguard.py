@@ -1,9 +1,10 @@
 """Loopback only: tests may resolve and connect to this machine and nothing else.
 
 `install()` wraps `socket.getaddrinfo` and `socket.socket.connect`/`connect_ex` for the
-whole process (every thread, so uvicorn servers and the store's writer too). A name or
-address that is not loopback fails at once with `socket.gaierror` (or `OSError
-ENETUNREACH` for a literal address), and is remembered in `attempts` so the test that
+whole process (every thread, so uvicorn servers and the store's writer too). A name
+that is not loopback fails to resolve at once with `socket.gaierror`, a connect to an
+address that is not loopback with `OSError ENETUNREACH` (a literal address still
+resolves: that is parsing, not traffic), and either is remembered in `attempts` so the test that
 caused it can be failed with the host in the message: a product falling back to a real
 gateway is a bug in the test's config, and must not pass just because DNS is down here.
 
@@ -66,8 +67,18 @@ def _refuse(host: str) -> str:
     return f"tests are loopback-only: refused to reach {host!r}"
 
 
+def _is_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
 def _getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-    if is_loopback(host):
+    # a literal address resolves without a packet (the SSRF guard's own check needs
+    # that); connecting to it is what `_connect` refuses
+    if is_loopback(host) or _is_literal(_text(host) or ""):
         return _originals["getaddrinfo"](host, *args, **kwargs)
     name = _text(host) or ""
     if _deliberately_unresolvable(name):

@@ -26,7 +26,8 @@ def test_a_real_gateway_name_is_refused_and_remembered() -> None:
     assert netguard.take_attempts() == ["gw.api.taobao.com", "open-api.pinduoduo.com"]
 
 
-def test_a_literal_outside_address_is_refused() -> None:
+def test_a_literal_outside_address_resolves_but_is_not_connected_to() -> None:
+    assert socket.getaddrinfo("10.0.0.8", 80)[0][4][0] == "10.0.0.8"  # no packet sent
     with socket.socket() as sock, pytest.raises(OSError, match=r"192\.0\.2\.1"):
         sock.connect(("192.0.2.1", 80))  # TEST-NET-1
     with socket.socket() as sock:
