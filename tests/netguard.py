@@ -4,9 +4,9 @@
 whole process (every thread, so uvicorn servers and the store's writer too). A name
 that is not loopback fails to resolve at once with `socket.gaierror`, a connect to an
 address that is not loopback with `OSError ENETUNREACH` (a literal address still
-resolves: that is parsing, not traffic), and either is remembered in `attempts` so the test that
-caused it can be failed with the host in the message: a product falling back to a real
-gateway is a bug in the test's config, and must not pass just because DNS is down here.
+resolves: that is parsing, not traffic), and either is remembered in `attempts` so the
+test that caused it can be failed with the host in the message: a product falling back
+to a real gateway is a bug in the test's config, and must not pass because DNS is down.
 
 Names under `.invalid` (RFC 6761) are refused too but not remembered: tests use them on
 purpose to play a DNS failure.
