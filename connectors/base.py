@@ -121,6 +121,9 @@ class Outbound:
 #   variants(shop, outbound: Outbound) -> dict[str, Outbound]
 #       the same message signed with each other algorithm the platform is known to use
 #       (doctor: "which variant does the endpoint accept?").
+#   resign(shop, outbound: Outbound) -> Outbound
+#       the same message (id, body) signed again with shop.secret and a fresh timestamp
+#       (replay and listen of recordings whose signatures expired or used another secret).
 
 
 @dataclass(frozen=True, slots=True)

@@ -179,6 +179,10 @@ class StandardWebhooks:
     def ack(self, msg: Inbound) -> Reply:
         return ACK
 
+    def check_ack(self, status: int, body: bytes) -> str | None:
+        """The spec counts any 2xx as delivered, whatever the body says."""
+        return None if 200 <= status < 300 else f"status {status} is not 2xx"
+
     def reject(self, msg: Inbound | None, rejection: Rejection) -> Reply:
         return json_reply(
             rejection.status, {"error": {"reason": rejection.reason, "detail": rejection.detail}}
@@ -205,6 +209,20 @@ class StandardWebhooks:
         ).encode()
         msg_id = message_id or "msg_" + uuid.uuid4().hex
         return Outbound(headers=sign_headers(shop.secret, msg_id, body), body=body)
+
+    def resign(self, shop: Shop, outbound: Outbound) -> Outbound:
+        """The same message (same id and body) with a fresh timestamp and shop.secret."""
+        msg_id = next(
+            (v for k, v in outbound.headers.items() if k.lower() == "webhook-id"),
+            "msg_" + uuid.uuid4().hex,
+        )
+        headers = {
+            k: v
+            for k, v in outbound.headers.items()
+            if k.lower() not in ("webhook-id", "webhook-timestamp", "webhook-signature")
+        }
+        headers.update(sign_headers(shop.secret, msg_id, outbound.body))
+        return Outbound(headers=headers, body=outbound.body, tail=outbound.tail)
 
     def variants(self, shop: Shop, outbound: Outbound) -> dict[str, Outbound]:
         h = outbound.headers

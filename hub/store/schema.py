@@ -389,3 +389,58 @@ def m0005_delivery(db: Database) -> None:
         """
     )
     db.execute("CREATE INDEX shipments_outbox ON shipments(outbox_id)")
+
+
+@migrations(name="0008_sandbox")
+def m0008_sandbox(db: Database) -> None:
+    # One `orderhook replay` run: what it selected and where it sent it. A run stopped
+    # half-way is resumed from here (`orderhook replay --resume ID`).
+    db.execute(
+        """
+        CREATE TABLE replay_runs (
+            id INTEGER PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            target TEXT NOT NULL,           -- base URL (or exact URL) requests went to
+            keep_path INTEGER NOT NULL,     -- 1: the recording's path was appended to target
+            mode TEXT NOT NULL,             -- exact | resign
+            selection TEXT NOT NULL,        -- JSON: ids, filter or files, as given
+            total INTEGER NOT NULL,
+            state TEXT NOT NULL DEFAULT 'running'  -- running | interrupted | done
+        )
+        """
+    )
+    # Each replayed request's response, next to the original one.
+    db.execute(
+        """
+        CREATE TABLE replay_results (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES replay_runs(id),
+            item TEXT NOT NULL,             -- 'request:17' or a recording file's path
+            request_id INTEGER,             -- the original request, when it came from the db
+            sent_at TEXT NOT NULL,
+            url TEXT NOT NULL,
+            original_status INTEGER,
+            original_body BLOB,
+            status INTEGER,                 -- NULL: no response (see error)
+            body BLOB,
+            error TEXT,
+            same INTEGER NOT NULL,          -- 1: same status and body as the original
+            diff TEXT,
+            elapsed_ms REAL,
+            UNIQUE (run_id, item)
+        )
+        """
+    )
+    # TLS expiry alerts already raised, so a restart does not raise them again.
+    db.execute(
+        """
+        CREATE TABLE tls_alerts (
+            fingerprint TEXT NOT NULL,      -- SHA-256 of the certificate (DER), hex
+            threshold_days INTEGER NOT NULL,
+            not_after TEXT NOT NULL,
+            raised_at TEXT NOT NULL,
+            PRIMARY KEY (fingerprint, threshold_days)
+        )
+        """
+    )

@@ -1,0 +1,213 @@
+"""SQL of the sandbox: selecting recorded requests, replay runs and results, importing
+recordings, stream cursors and TLS alert bookkeeping."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from hub.model import iso_utc, utcnow
+from hub.store.queries import REQUEST_COLUMNS, _request_row
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFilter:
+    """Which recorded requests a replay or export takes; every part is optional."""
+
+    ids: tuple[int, ...] = ()
+    platform: str | None = None
+    shop: str | None = None
+    outcome: str | None = None
+    since: str | None = None  # ISO UTC, inclusive
+    until: str | None = None  # ISO UTC, exclusive
+    limit: int | None = None
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses, args = ["1=1"], []
+        if self.ids:
+            clauses.append(f"id IN ({','.join('?' * len(self.ids))})")
+            args.extend(self.ids)
+        for column, value in (
+            ("platform", self.platform),
+            ("shop", self.shop),
+            ("outcome", self.outcome),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        if self.since:
+            clauses.append("received_at >= ?")
+            args.append(self.since)
+        if self.until:
+            clauses.append("received_at < ?")
+            args.append(self.until)
+        return " AND ".join(clauses), args
+
+    def as_json(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        return {k: v for k, v in values.items() if v is not None} | {"ids": list(self.ids)}
+
+
+def count_requests(conn: sqlite3.Connection, flt: RequestFilter) -> int:
+    where, args = flt.where()
+    n = int(conn.execute(f"SELECT count(*) FROM requests WHERE {where}", args).fetchone()[0])
+    return min(n, flt.limit) if flt.limit is not None else n
+
+
+def select_requests(conn: sqlite3.Connection, flt: RequestFilter) -> list[dict[str, Any]]:
+    where, args = flt.where()
+    limit = "" if flt.limit is None else f" LIMIT {int(flt.limit)}"
+    cur = conn.execute(
+        f"SELECT {REQUEST_COLUMNS} FROM requests WHERE {where} ORDER BY id{limit}", args
+    )
+    return [_request_row(cur, row) for row in cur.fetchall()]
+
+
+def requests_after(
+    conn: sqlite3.Connection, after_id: int, outcomes: tuple[str, ...], limit: int = 200
+) -> list[dict[str, Any]]:
+    """Requests past a cursor with one of these outcomes, oldest first (live stream)."""
+    cur = conn.execute(
+        f"SELECT {REQUEST_COLUMNS} FROM requests WHERE id > ? "
+        f"AND outcome IN ({','.join('?' * len(outcomes))}) ORDER BY id LIMIT ?",
+        (after_id, *outcomes, limit),
+    )
+    return [_request_row(cur, row) for row in cur.fetchall()]
+
+
+def max_request_id(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT coalesce(max(id), 0) FROM requests").fetchone()[0])
+
+
+# --- replay runs ---------------------------------------------------------------------
+
+
+def create_run(
+    conn: sqlite3.Connection,
+    *,
+    target: str,
+    keep_path: bool,
+    mode: str,
+    selection: dict[str, Any],
+    total: int,
+) -> int:
+    now = iso_utc(utcnow())
+    cur = conn.execute(
+        "INSERT INTO replay_runs (created_at, updated_at, target, keep_path, mode, selection, "
+        "total) VALUES (?,?,?,?,?,?,?)",
+        (now, now, target, int(keep_path), mode, json.dumps(selection), total),
+    )
+    return int(cur.lastrowid or 0)
+
+
+def get_run(conn: sqlite3.Connection, run_id: int) -> dict[str, Any] | None:
+    cur = conn.execute("SELECT * FROM replay_runs WHERE id = ?", (run_id,))
+    row = cur.fetchone()
+    if row is None:
+        return None
+    run = dict(zip([c[0] for c in cur.description], row, strict=True))
+    run["selection"] = json.loads(run["selection"])
+    return run
+
+
+def set_run_state(conn: sqlite3.Connection, run_id: int, state: str) -> None:
+    conn.execute(
+        "UPDATE replay_runs SET state = ?, updated_at = ? WHERE id = ?",
+        (state, iso_utc(utcnow()), run_id),
+    )
+
+
+def answered_items(conn: sqlite3.Connection, run_id: int) -> set[str]:
+    """Items of a run that got a response (a resumed run skips them, retries the rest)."""
+    rows = conn.execute(
+        "SELECT item FROM replay_results WHERE run_id = ? AND status IS NOT NULL", (run_id,)
+    )
+    return {r[0] for r in rows}
+
+
+RESULT_FIELDS = (
+    "run_id",
+    "item",
+    "request_id",
+    "sent_at",
+    "url",
+    "original_status",
+    "original_body",
+    "status",
+    "body",
+    "error",
+    "same",
+    "diff",
+    "elapsed_ms",
+)
+
+
+def save_result(conn: sqlite3.Connection, result: dict[str, Any]) -> None:
+    conn.execute(
+        f"INSERT INTO replay_results ({', '.join(RESULT_FIELDS)}) "
+        f"VALUES ({','.join('?' * len(RESULT_FIELDS))}) "
+        "ON CONFLICT (run_id, item) DO UPDATE SET "
+        + ", ".join(f"{f} = excluded.{f}" for f in RESULT_FIELDS[2:]),
+        [result.get(f) for f in RESULT_FIELDS],
+    )
+
+
+def run_results(conn: sqlite3.Connection, run_id: int) -> list[dict[str, Any]]:
+    cur = conn.execute("SELECT * FROM replay_results WHERE run_id = ? ORDER BY id", (run_id,))
+    return [dict(zip([c[0] for c in cur.description], r, strict=True)) for r in cur.fetchall()]
+
+
+# --- import ---------------------------------------------------------------------------
+
+
+def insert_recording(
+    conn: sqlite3.Connection, rec: dict[str, Any], body: bytes, response_body: bytes
+) -> int:
+    """Store a recording (decoded bodies given) as a request row, source 'import'."""
+    response = rec.get("response") or {}
+    cur = conn.execute(
+        "INSERT INTO requests (received_at, channel, source, method, path, query, headers, "
+        "body, body_truncated, peer, platform, shop, outcome, reason, detail, forensics, "
+        "response_status, response_body, handling_ms) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            rec.get("received_at") or iso_utc(utcnow()),
+            rec.get("channel") or "http",
+            "import",
+            rec["method"],
+            rec["path"],
+            rec.get("query") or "",
+            json.dumps([list(h) for h in rec["headers"]], ensure_ascii=False),
+            body,
+            int(bool(rec.get("body_truncated"))),
+            rec.get("peer"),
+            rec.get("platform"),
+            rec.get("shop"),
+            rec.get("outcome") or "imported",
+            rec.get("reason"),
+            rec.get("detail"),
+            rec.get("forensics"),
+            response.get("status") or 0,
+            response_body,
+            rec.get("handling_ms"),
+        ),
+    )
+    return int(cur.lastrowid or 0)
+
+
+# --- TLS expiry alerts ------------------------------------------------------------------
+
+
+def claim_tls_alert(
+    conn: sqlite3.Connection, fingerprint: str, threshold_days: int, not_after: str
+) -> bool:
+    """True the first time this certificate crosses this threshold (then raise the alert)."""
+    cur = conn.execute(
+        "INSERT OR IGNORE INTO tls_alerts (fingerprint, threshold_days, not_after, raised_at) "
+        "VALUES (?,?,?,?)",
+        (fingerprint, threshold_days, not_after, iso_utc(utcnow())),
+    )
+    return cur.rowcount == 1
