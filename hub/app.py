@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from hub import api, board, channels, reconcile_api
+from hub import api, board, channels, reconcile_api, stream
 from hub.auth import TokenAuth
 from hub.delivery import routes as delivery_routes
 from hub.dispatch import api as dispatch_api
@@ -46,6 +46,7 @@ class HubApp:
                 *board.routes,
                 *channels.routes,
                 *delivery_routes.routes,
+                *stream.routes,
             ],
             middleware=[Middleware(TokenAuth, hub=hub)],
             lifespan=run_hub if lifespan else None,
