@@ -124,6 +124,11 @@ class Outbound:
 #   resign(shop, outbound: Outbound) -> Outbound
 #       the same message (id, body) signed again with shop.secret and a fresh timestamp
 #       (replay and listen of recordings whose signatures expired or used another secret).
+#   check_ack(status: int, body: bytes) -> str | None
+#       what is wrong with an endpoint's answer from the platform's point of view, or
+#       None (doctor; without it the answer is compared with `ack`);
+#   ack_timeout: float
+#       seconds the platform waits for the ack (doctor; 5 s when absent).
 
 
 @dataclass(frozen=True, slots=True)

@@ -297,3 +297,94 @@ def listen(
 
 
 commands = [simulate, listen]
+
+
+# --- doctor ------------------------------------------------------------------------------
+
+MARKS = {"ok": "ok  ", "warn": "WARN", "error": "FAIL"}
+
+
+@click.command()
+@click.argument("url")
+@click.option("--platform", "-p", required=True, help="The platform that pushes to URL.")
+@click.option("--shop", default="doctor", show_default=True, help="Shop name (config or URL).")
+@click.option("--secret", help="The shop's secret (default: from the config).")
+@click.option("--app-key", help="The app key the platform would send.")
+@click.option(
+    "--try-secret",
+    "other_secrets",
+    multiple=True,
+    metavar="LABEL=SECRET",
+    help="Other credentials to try when the signature is refused (e.g. test=...).",
+)
+@click.option("--timeout", type=float, help="The platform's ack timeout (default: its own, 5 s).")
+@click.option("--connect-timeout", type=float, default=3.0, show_default=True)
+@click.option("--cafile", type=click.Path(exists=True, dir_okay=False), help="Extra trusted CA.")
+@click.option("--json", "as_json", is_flag=True, help="Findings as JSON.")
+@config_options
+def doctor(
+    url: str,
+    platform: str,
+    shop: str,
+    secret: str | None,
+    app_key: str | None,
+    other_secrets: tuple[str, ...],
+    timeout: float | None,
+    connect_timeout: float,
+    cafile: str | None,
+    as_json: bool,
+    config: Path,
+    db: Path | None,
+) -> None:
+    """Diagnose a callback endpoint as the platform meets it, and say what to fix.
+
+    Checks DNS, TCP (refused / filtered), TLS (expired, host name, chain, days left),
+    then sends one signed test push (order 9999999999999999999): path and method,
+    test/prod mix-up, handler speed, ack body, and which signature variant it accepts.
+
+    \b
+    Examples:
+      orderhook doctor https://erp.example.com/webhooks/standard/acme -p standard --secret whsec_...
+      orderhook doctor http://127.0.0.1:3000/hook -p standard --shop acme --timeout 3
+      orderhook doctor https://erp.example.com/hook -p standard --secret $PROD \\
+          --try-secret test=$TEST_SECRET --json
+    \b
+    Exit codes: 0 healthy, 1 a problem found, 3 only warnings, 2 usage error.
+    """
+    from sandbox import doctor as doctoring
+
+    settings = optional_settings(config, db)
+    pairs = {}
+    for entry in other_secrets:
+        label, sep, value = entry.partition("=")
+        if not sep or not label or not value:
+            raise click.BadParameter("use LABEL=SECRET", param_hint="--try-secret")
+        pairs[label] = value
+    the_shop = _shop(platform, shop, settings, secret, app_key=app_key)
+    check = doctoring.Checkup(
+        url=endpoint_url(url, platform, shop),
+        shop=the_shop,
+        timeout=timeout or doctoring.platform_timeout(platform),
+        connect_timeout=connect_timeout,
+        cafile=cafile,
+        other_secrets=pairs,
+    )
+    report = asyncio.run(doctoring.diagnose(check))
+    if as_json:
+        _emit_json(
+            {
+                "url": report.url,
+                "result": report.worst,
+                "findings": [f.as_json() for f in report.findings],
+            }
+        )
+    else:
+        click.echo(f"doctor {report.url} ({platform})")
+        for f in report.findings:
+            click.echo(f"  {MARKS[f.severity]} {f.code}: {f.message}")
+            if f.fix:
+                click.echo(f"       fix: {f.fix}")
+    sys.exit({"ok": 0, "error": 1, "warn": 3}[report.worst])
+
+
+commands.append(doctor)
