@@ -25,7 +25,7 @@ Scenario file (TOML or JSON):
     events = ["created", "paid", "shipped"]
     [[steps]]
     type = "algorithm_change"     # signed with another algorithm the platform uses
-    variant = "v1-secret-text"
+    variant = "secret-text-key"
     orders = 3
 """
 
