@@ -154,6 +154,12 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.tls_days_left = Gauge(
+            "orderhook_tls_certificate_days_left",
+            "Days until the certificate the hub serves HTTPS with expires (negative: expired)",
+            registry=self.registry,
+        )
+
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
         self.batch_seconds.observe(seconds)

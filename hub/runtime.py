@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from hub import channels, reconcile, retention
 from hub.delivery import fanout, worker
+from hub import channels, reconcile, retention, tlswatch
 from hub.dispatch import service as dispatch
 from hub.metrics import Metrics
 from hub.settings import Settings
@@ -35,6 +36,7 @@ SERVICES: list[Service] = [
     channels.run,
     fanout.run,
     worker.run,
+    tlswatch.run,
 ]
 
 

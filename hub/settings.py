@@ -70,6 +70,8 @@ class Settings:
     source: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
     sections: dict[str, Any] = field(default_factory=dict)
+    # the certificate the hub serves HTTPS with (`serve --certfile`); tlswatch reads it
+    certfile: Path | None = None
 
     def shop(self, name: str) -> Shop | None:
         return self.shops.get(name)

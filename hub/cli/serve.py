@@ -101,7 +101,9 @@ def serve(
     """
     if bool(certfile) != bool(keyfile):
         raise click.UsageError("--certfile and --keyfile go together")
-    settings = load_settings(config, db, host=host, port=port)
+    settings = load_settings(
+        config, db, host=host, port=port, certfile=Path(certfile).absolute() if certfile else None
+    )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     click.echo(f"orderhook: database {settings.db}; shops: {', '.join(settings.shops) or 'none'}")
     uvicorn.Server(uvicorn_config(settings, create_app(Hub(settings)), certfile, keyfile)).run()
@@ -138,7 +140,9 @@ def demo(
     if not config.exists() and config == Path("orderhook.toml"):
         config = Path("orderhook-demo.toml")
         config.write_text(example_config(fresh_secret=False), encoding="utf-8")
-    settings = load_settings(config, db, host=host, port=port)
+    settings = load_settings(
+        config, db, host=host, port=port, certfile=Path(certfile).absolute() if certfile else None
+    )
     token = Store(settings.db).run(issue_token, "demo-admin", "admin")
     scheme = "https" if certfile else "http"
     base = f"{scheme}://{settings.host}:{settings.port}"
