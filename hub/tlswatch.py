@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib
 import logging
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -80,10 +81,10 @@ def raise_alerts(conn: sqlite3.Connection, settings: Settings, info: CertInfo) -
         "Renew it and replace the file: every platform push fails once it expires."
     )
     severity = "critical" if threshold <= 3 else "warning"
-    try:
-        from hub import notify  # the notification channels, when this install has them
+    try:  # the notification channels, when this install has them
+        notify: Any = importlib.import_module("hub.notify")
     except ImportError:
-        notify = None  # type: ignore[assignment]
+        notify = None
     if notify is None or not hasattr(notify, "alert"):
         log.warning("%s: %s", title, text)
     else:

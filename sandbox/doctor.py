@@ -359,7 +359,7 @@ def _reason(body: bytes) -> str | None:
 def _check_ack(
     report: Report, shop: Shop, url: str, push: Outbound, status: int, body: bytes
 ) -> None:
-    connector = connectors.get(shop.platform)
+    connector: Any = connectors.get(shop.platform)
     check_ack = getattr(connector, "check_ack", None)
     if check_ack is not None:
         problem = check_ack(status, body)

@@ -83,8 +83,11 @@ def resolve_shop(
         if not secret:
             raise SendError(f"no shop {shop_name!r} on {platform!r} in the config: give --secret")
         shop = Shop(name=shop_name, platform=platform, secret=secret, app_key=app_key)
-    changes = {k: v for k, v in (("secret", secret), ("app_key", app_key)) if v}
-    return dataclasses.replace(shop, **changes) if changes else shop
+    if secret:
+        shop = dataclasses.replace(shop, secret=secret)
+    if app_key:
+        shop = dataclasses.replace(shop, app_key=app_key)
+    return shop
 
 
 def connector_method(platform: str, method: str) -> Any:

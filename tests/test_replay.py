@@ -16,6 +16,7 @@ from connectors import standard
 from hub.cli import cli
 from hub.store import Store, sandbox_sql
 from sandbox import recordings
+from sandbox import replay as replaying
 from tests.conftest import DEMO_SECRET, serve_app
 
 
@@ -175,3 +176,52 @@ def test_export_then_import_round_trips_a_request(tmp_path, live_hub, write_conf
     bad.write_text("{}")
     code, out = invoke("import", str(bad), "--db", str(other))
     assert code == 2 and "format" in out
+
+
+def test_ctrl_c_marks_the_run_interrupted_and_resume_finishes_it(
+    live_hub, write_config, monkeypatch
+):
+    url, hub = live_hub
+    for n in range(4):
+        push(url, order_id=str(n))
+    cfg = str(write_config(""))
+    real = replaying.send_one
+    calls = {"n": 0}
+
+    async def interrupted_at_third(client, item, plan):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # what Ctrl-C does to the running loop
+        return await real(client, item, plan)
+
+    monkeypatch.setattr(replaying, "send_one", interrupted_at_third)
+    code, out = invoke("replay", "--to", url, "--concurrency", "1", "--config", cfg)
+    assert code == 130, out
+    assert "resume with: orderhook replay --resume 1" in out
+    run = hub.store.run(sandbox_sql.get_run, 1)
+    assert run["state"] == "interrupted" and run["total"] == 4
+    assert len(hub.store.run(sandbox_sql.answered_items, 1)) == 2
+    monkeypatch.setattr(replaying, "send_one", real)
+    code, out = invoke("replay", "--resume", "1", "--config", cfg, "--json")
+    assert code == 0, out
+    summary = json.loads(out[out.index("{") :])
+    assert summary["sent"] == 2  # only the two that never got an answer
+    assert hub.store.run(sandbox_sql.get_run, 1)["state"] == "done"
+    assert len(hub.store.run(sandbox_sql.run_results, 1)) == 4
+
+
+def test_a_selection_larger_than_sqlites_parameter_limit(tmp_path):
+    store = Store(tmp_path / "big.db")
+
+    def fill(conn):  # type: ignore[no-untyped-def]
+        conn.executemany(
+            "insert into requests (received_at, method, path, headers, body, outcome, "
+            "response_status) values ('2026-01-01T00:00:00Z', 'POST', '/x', '[]', x'', "
+            "'accepted', 200)",
+            [()] * 25000,
+        )
+
+    store.run(fill)
+    ids = tuple(range(1, 25001, 1))
+    rows = store.run(sandbox_sql.select_requests, sandbox_sql.RequestFilter(ids=ids))
+    assert [r["id"] for r in rows] == list(ids)

@@ -175,3 +175,11 @@ def test_variants_sign_the_same_message_the_ways_senders_get_it_wrong():
     assert wrong.body == msg.body
     assert wrong.headers["webhook-signature"] == "v1," + base64.b64encode(text_keyed).decode()
     assert all(v.headers["webhook-signature"] != h["webhook-signature"] for v in variants.values())
+
+
+def test_every_simulate_subcommand_has_help_with_examples():
+    names = CliRunner().invoke(cli, ["simulate", "--help"]).output
+    assert "standard" in names and "scenario" in names
+    for name in [*simulating.simulators(), "scenario"]:
+        result = invoke("simulate", name, "--help")
+        assert result.exit_code == 0 and "Examples:" in result.output, name

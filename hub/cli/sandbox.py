@@ -153,10 +153,8 @@ def replay(
         sel = run_row["selection"]
         if sel.get("files"):
             items = replaying.from_files(Path(p) for p in sel["files"])
-        else:
-            kept = {k: v for k, v in sel.get("filter", {}).items() if k != "ids"}
-            flt = RequestFilter(ids=tuple(sel.get("filter", {}).get("ids", ())), **kept)
-            items = replaying.from_store(store, flt)
+        else:  # exactly the requests first selected, not what the filter matches now
+            items = replaying.from_store(store, RequestFilter(ids=tuple(sel["request_ids"])))
         done = store.run(sandbox_sql.answered_items, resume_id)
         items = [i for i in items if i.key not in done]
         target, exact_url = run_row["target"], not run_row["keep_path"]
@@ -187,7 +185,9 @@ def replay(
         return
     if not run_id:
         selection: dict[str, Any] = (
-            {"files": [str(p) for p in files]} if files else {"filter": flt.as_json()}
+            {"files": [str(p) for p in files]}
+            if files
+            else {"filter": flt.as_json(), "request_ids": [i.request_id for i in items]}
         )
         run_id = store.run(
             lambda conn: sandbox_sql.create_run(

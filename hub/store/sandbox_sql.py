@@ -26,7 +26,8 @@ class RequestFilter:
     limit: int | None = None
 
     def where(self) -> tuple[str, list[Any]]:
-        clauses, args = ["1=1"], []
+        clauses: list[str] = ["1=1"]
+        args: list[Any] = []
         if self.ids:
             clauses.append(f"id IN ({','.join('?' * len(self.ids))})")
             args.extend(self.ids)
@@ -57,7 +58,17 @@ def count_requests(conn: sqlite3.Connection, flt: RequestFilter) -> int:
     return min(n, flt.limit) if flt.limit is not None else n
 
 
+ID_CHUNK = 10000  # below SQLite's limit on bound parameters
+
+
 def select_requests(conn: sqlite3.Connection, flt: RequestFilter) -> list[dict[str, Any]]:
+    if len(flt.ids) > ID_CHUNK:  # a resumed run of a big selection: its ids in chunks
+        rows: list[dict[str, Any]] = []
+        for start in range(0, len(flt.ids), ID_CHUNK):
+            part = dataclasses.replace(flt, ids=flt.ids[start : start + ID_CHUNK], limit=None)
+            rows += select_requests(conn, part)
+        rows.sort(key=lambda r: r["id"])
+        return rows if flt.limit is None else rows[: flt.limit]
     where, args = flt.where()
     limit = "" if flt.limit is None else f" LIMIT {int(flt.limit)}"
     cur = conn.execute(
