@@ -24,9 +24,7 @@ from sandbox.sending import (
     SendError,
     bare_client,
     endpoint_url,
-    message_headers,
-    resign,
-    resolve_shop,
+    request_for,
 )
 
 RECONNECT_SECONDS = 1.0
@@ -76,15 +74,8 @@ class Forwarding:
 
 
 def prepare(rec: dict[str, Any], fwd: Forwarding) -> Prepared:
-    platform, shop_name = rec.get("platform") or "", rec.get("shop") or ""
-    url = endpoint_url(fwd.forward_to, platform, shop_name)
-    if fwd.secret is None:
-        return Prepared(
-            rec["method"], url, message_headers(recordings.headers(rec)), recordings.body_bytes(rec)
-        )
-    shop = resolve_shop(platform, shop_name, settings=fwd.settings, secret=fwd.secret)
-    outbound = resign(rec, shop)
-    return Prepared(rec["method"], url, list(outbound.headers.items()), outbound.body)
+    url = endpoint_url(fwd.forward_to, rec.get("platform") or "", rec.get("shop") or "")
+    return request_for(rec, url, resign_with=fwd.secret, settings=fwd.settings)
 
 
 async def forward(client: httpx.AsyncClient, rec: dict[str, Any], fwd: Forwarding) -> Exchange:

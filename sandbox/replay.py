@@ -28,9 +28,7 @@ from sandbox.sending import (
     SendError,
     bare_client,
     diff,
-    message_headers,
-    resign,
-    resolve_shop,
+    request_for,
     same_answer,
 )
 
@@ -131,18 +129,9 @@ def prepare(item: Item, plan: Plan) -> Prepared:
     rec = item.recording
     path = rec["path"] + (f"?{rec['query']}" if rec.get("query") else "")
     url = plan.target.rstrip("/") + path if plan.keep_path else plan.target
-    if not plan.resign:
-        return Prepared(
-            rec["method"],
-            url,
-            message_headers(recordings.headers(rec)),
-            recordings.body_bytes(rec),
-        )
-    shop = resolve_shop(
-        rec.get("platform") or "", rec.get("shop") or "", settings=plan.settings, secret=plan.secret
+    return request_for(
+        rec, url, resign_with=plan.secret, resigning=plan.resign, settings=plan.settings
     )
-    outbound = resign(rec, shop)
-    return Prepared(rec["method"], url, list(outbound.headers.items()), outbound.body)
 
 
 async def send_one(client: httpx.AsyncClient, item: Item, plan: Plan) -> Outcome:

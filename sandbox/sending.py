@@ -112,6 +112,33 @@ def resign(recording: dict[str, Any], shop: Shop) -> Outbound:
     return result
 
 
+def request_for(
+    recording: dict[str, Any],
+    url: str,
+    *,
+    resign_with: str | None = None,
+    resigning: bool = False,
+    settings: Settings | None = None,
+) -> Prepared:
+    """The recorded request for `url`: as recorded, or (`resigning`, or a `resign_with`
+    secret) re-signed with a fresh timestamp for the recording's shop."""
+    if not (resigning or resign_with):
+        return Prepared(
+            recording["method"],
+            url,
+            message_headers(recordings.headers(recording)),
+            recordings.body_bytes(recording),
+        )
+    shop = resolve_shop(
+        recording.get("platform") or "",
+        recording.get("shop") or "",
+        settings=settings,
+        secret=resign_with,
+    )
+    outbound = resign(recording, shop)
+    return Prepared(recording["method"], url, list(outbound.headers.items()), outbound.body)
+
+
 def prepared_from_outbound(url: str, outbound: Outbound) -> Prepared:
     return Prepared(outbound.method, url, list(outbound.headers.items()), outbound.body)
 

@@ -79,7 +79,7 @@ def make_filter(ids: tuple[int, ...], **kw: Any) -> RequestFilter:
     )
 
 
-def _emit_json(value: Any) -> None:
+def emit_json(value: Any) -> None:
     click.echo(json.dumps(value, ensure_ascii=False, indent=2, default=str))
 
 
@@ -177,7 +177,7 @@ def replay(
     if dry_run or not items:
         summary = {"selected": len(items), "target": target, "mode": _mode(plan)}
         if as_json:
-            _emit_json(summary)
+            emit_json(summary)
         else:
             click.echo(f"{len(items)} request(s) selected; would send to {target} ({_mode(plan)})")
         if not items:
@@ -212,7 +212,7 @@ def replay(
     )
     differing = [o for o in outcomes if not o.same]
     if as_json:
-        _emit_json(
+        emit_json(
             {
                 "run_id": run_id,
                 "selected": len(items),
@@ -347,7 +347,7 @@ def export(
             recordings.dump(recordings.from_row(row), out_dir / name)
             written.append(str(out_dir / name))
     if as_json:
-        _emit_json({"written": written})
+        emit_json({"written": written})
     else:
         click.echo(f"wrote {len(written)} recording(s) to {out_dir}")
 
@@ -386,7 +386,7 @@ def import_(paths: tuple[Path, ...], as_json: bool, config: Path, db: Path | Non
 
     new_ids = store.run(insert_all)  # one transaction: all files or none
     if as_json:
-        _emit_json({"imported": dict(zip(map(str, (p for p, _ in loaded)), new_ids, strict=True))})
+        emit_json({"imported": dict(zip(map(str, (p for p, _ in loaded)), new_ids, strict=True))})
     else:
         for (path, _rec), new_id in zip(loaded, new_ids, strict=True):
             click.echo(f"{path} -> request {new_id}")

@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from hub.cli.options import config_options, load_settings
+from hub.cli.sandbox import emit_json
 from hub.model import Kind
 from hub.settings import Settings
 from sandbox import listen as listening
@@ -31,10 +32,6 @@ EVENTS = [k.value for k in Kind if k is not Kind.OTHER]
 def optional_settings(config: Path, db: Path | None) -> Settings | None:
     """The config's settings when there is a config file; None lets --secret do."""
     return load_settings(config, db) if config.exists() else None
-
-
-def _emit_json(value: Any) -> None:
-    click.echo(json.dumps(value, ensure_ascii=False, indent=2, default=str))
 
 
 def _shop(platform: str, shop: str, settings: Settings | None, secret: str | None, **kw: Any):  # type: ignore[no-untyped-def]
@@ -181,7 +178,7 @@ def scenario(
         except (ValueError, SendError) as exc:
             raise click.UsageError(str(exc)) from None
     if as_json:
-        _emit_json({"url": target, "steps": [r.as_json() for r in results]})
+        emit_json({"url": target, "steps": [r.as_json() for r in results]})
     else:
         for r in results:
             tally = ", ".join(f"{k}: {v}" for k, v in sorted(r.statuses.items()))
@@ -371,7 +368,7 @@ def doctor(
     )
     report = asyncio.run(doctoring.diagnose(check))
     if as_json:
-        _emit_json(
+        emit_json(
             {
                 "url": report.url,
                 "result": report.worst,
