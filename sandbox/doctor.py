@@ -284,7 +284,7 @@ async def _http(report: Report, check: Checkup) -> None:
                 "background (a queue or an outbox).",
             )
             return
-        status, body, elapsed = answer
+        status, body, elapsed, location = answer
         if elapsed > check.timeout:
             report.add(
                 "slow_handler",
@@ -296,6 +296,16 @@ async def _http(report: Report, check: Checkup) -> None:
             )
         if 200 <= status < 300:
             _check_ack(report, shop, check.url, push, status, body)
+            return
+        if 300 <= status < 400:
+            report.add(
+                "redirect",
+                "error",
+                f"{status} redirect to {location or '(no Location)'}: platforms do not "
+                "follow redirects, the push counts as failed",
+                "Register the final URL (https, host and path exactly as served) with the "
+                "platform.",
+            )
             return
         if status == 404 and _reason(body) not in WRONG_APP_REASONS:
             report.add(
@@ -330,13 +340,14 @@ async def _http(report: Report, check: Checkup) -> None:
 
 async def _post(
     client: httpx.AsyncClient, url: str, push: Outbound
-) -> tuple[int, bytes, float] | None:
+) -> tuple[int, bytes, float, str] | None:
     started = time.perf_counter()
     try:
         response = await client.post(url + push.tail, headers=push.headers, content=push.body)
     except httpx.TimeoutException:
         return None
-    return response.status_code, response.content, time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    return response.status_code, response.content, elapsed, response.headers.get("location", "")
 
 
 def _reason(body: bytes) -> str | None:

@@ -18,7 +18,7 @@ import trustme
 from click.testing import CliRunner
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse
 from starlette.routing import Route
 
 import connectors
@@ -190,13 +190,20 @@ def test_tls_untrusted_chain(https_server):
     assert code == 1 and codes(report) == ["tls_untrusted"]
 
 
-def test_wrong_path_and_wrong_method():
+def test_wrong_path_wrong_method_and_a_redirect():
     async def get_only(request: Request) -> PlainTextResponse:
         return PlainTextResponse("hello")
 
-    with serve_app(app_with(get_only, methods=("GET",))) as url:
+    async def moved(request: Request) -> RedirectResponse:
+        return RedirectResponse("https://erp.example.com/hook", status_code=301)
+
+    app = Starlette(routes=[Route("/hook", get_only), Route("/old", moved, methods=["POST"])])
+    with serve_app(app) as url:
         assert codes(doctor(f"{url}/hooks")[1]) == ["wrong_path"]
         assert codes(doctor(f"{url}/hook")[1]) == ["wrong_method"]
+        code, report = doctor(f"{url}/old")
+        assert code == 1 and codes(report) == ["redirect"]
+        assert "https://erp.example.com/hook" in report["findings"][-1]["message"]
 
 
 def test_a_slow_handler_over_the_platform_timeout():
