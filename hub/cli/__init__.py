@@ -19,6 +19,8 @@ def cli() -> None:
       orderhook serve                # the hub on ./orderhook.toml
       orderhook users add ana --role operator
       orderhook rules explain 4242424242
+      orderhook doctor URL -p standard       # why does this callback fail?
+      orderhook browse                       # every request, in Datasette
     """
 
 

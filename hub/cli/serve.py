@@ -156,7 +156,7 @@ orderhook demo: the hub is starting at {base}
   metrics     curl -H "Authorization: Bearer {token}" {base}/metrics
   requests    curl -H "Authorization: Bearer {token}" {base}/api/requests?limit=5
   board       {base}/board?token={token}
-  browse      sqlite3 {settings.db} 'select id, outcome, reason from requests'
+  browse      orderhook browse --db {settings.db}
 Stop with Ctrl-C.
 """
     )
