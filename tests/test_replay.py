@@ -78,8 +78,9 @@ def test_stale_signature_is_refused_exactly_but_accepted_resigned(live_hub, writ
         == 401
     )
     cfg = str(write_config(""))
-    code, out = invoke("replay", "1", "--to", url, "--config", cfg)
-    assert code == 0, out  # same refusal as the original: stale_timestamp again
+    code, out = invoke("replay", "1", "--to", url, "--config", cfg, "--json")
+    # the same refusal as the original (its detail may say one second more)
+    assert json.loads(out[out.index("{") :])["results"][0]["status"] == 401, out
     code, out = invoke("replay", "1", "--to", url, "--config", cfg, "--resign")
     assert code == 1, out  # different answer: accepted this time, with a diff shown
     assert "+status 200" in out and "-status 401" in out
