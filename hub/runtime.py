@@ -15,9 +15,8 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from hub import channels, reconcile, retention
-from hub.delivery import fanout, worker
 from hub import channels, reconcile, retention, tlswatch
+from hub.delivery import fanout, worker
 from hub.dispatch import service as dispatch
 from hub.metrics import Metrics
 from hub.settings import Settings

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import click
 
-from hub.cli import notify, outbox, reconcile, rules, sandbox, sandbox_live, serve, subscriptions, users
+from hub.cli import (
+    notify,
+    outbox,
+    reconcile,
+    rules,
+    sandbox,
+    sandbox_live,
+    serve,
+    subscriptions,
+    users,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,7 +34,17 @@ def cli() -> None:
     """
 
 
-for module in (serve, users, notify, reconcile, rules, outbox, subscriptions, sandbox, sandbox_live):
+for module in (
+    serve,
+    users,
+    notify,
+    reconcile,
+    rules,
+    outbox,
+    subscriptions,
+    sandbox,
+    sandbox_live,
+):
     for command in module.commands:
         cli.add_command(command)
 
