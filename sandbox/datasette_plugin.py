@@ -19,6 +19,8 @@ BODY_COLUMNS = {
     ("replay_results", "original_body"),
     ("replay_results", "body"),
 }
+# secrets a page should not show (whoever has the file can still read them with SQL)
+SECRET_COLUMNS = {("subscriptions", "secret"), ("subscriptions", "old_secret")}
 MAX_SHOWN = 4000  # characters: a table page stays readable; the row page shows as much
 
 
@@ -34,6 +36,8 @@ def body_text(value: Any) -> str | None:
 
 @hookimpl
 def render_cell(value: Any, column: str, table: str | None) -> Markup | None:
+    if (table, column) in SECRET_COLUMNS and value:
+        return Markup("<em>(secret hidden)</em>")
     if (table, column) not in BODY_COLUMNS:
         return None
     text = body_text(value)

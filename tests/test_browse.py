@@ -84,6 +84,15 @@ async def test_stored_queries_answer_and_bodies_read_as_text(hub: Hub, client: h
     binary = await ds.client.get(f"/{db}/requests/4")  # not UTF-8: left as a download link
     assert 'type-bytes"><a class="blob-download"' in binary.text
     assert "&lt;Binary:&nbsp;3&nbsp;bytes&gt;" in binary.text
+    hub.store.run(
+        lambda c: c.execute(
+            "insert into subscriptions (name, url, secret, from_event_id, created_at, "
+            "updated_at) values ('erp', 'http://erp', 'whsec_c2VjcmV0LW9mLXRoZS1lcnA=', 0, "
+            "'2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')"
+        )
+    )
+    subs = await ds.client.get(f"/{db}/subscriptions")
+    assert "c2VjcmV0LW9mLXRoZS1lcnA" not in subs.text and "(secret hidden)" in subs.text
     table = await ds.client.get(f"/{db}/requests")
     assert "Every request to /webhooks" in table.text  # the table's description is shown
 
