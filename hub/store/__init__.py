@@ -23,7 +23,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import anyio.to_thread
 from sqlite_utils import Database
 
 from hub.store import ingest_sql, schema
@@ -76,9 +75,9 @@ class Store:
 
     async def stop(self) -> None:
         if self._writer is not None:
-            await anyio.to_thread.run_sync(self._writer.stop)
+            await asyncio.to_thread(self._writer.stop)
             self._writer = None
-        await anyio.to_thread.run_sync(self._close_readers)
+        await asyncio.to_thread(self._close_readers)
 
     def _close_readers(self, grace: float = 30.0) -> None:
         with self._reads_done:
@@ -116,7 +115,9 @@ class Store:
     # --- reading ----------------------------------------------------------------------
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        return await anyio.to_thread.run_sync(self._read, fn, args)
+        # the loop's own executor, not anyio's workers: anyio starts non-daemon threads
+        # that outlive a loop torn down by an exception (the process then never exits)
+        return await asyncio.to_thread(self._read, fn, args)
 
     def _read(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         with self._reads_done:
