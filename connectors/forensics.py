@@ -78,3 +78,28 @@ def explain(
                         f"shop {peer.name!r} and {variant.sentence}"
                     )
     return None
+
+
+def peer_app_key(
+    offered: str,
+    app_key: str,
+    peers: Sequence[Shop],
+    correct: Signer,
+    *,
+    field: str,
+    signature: str,
+) -> str | None:
+    """The message carries the app key of another configured shop: say which, and whether
+    the signature verifies with that shop's secret (a push sent to the wrong shop's URL,
+    or test and production apps mixed up). `field`/`signature` name the platform's own
+    header or parameter in the sentence."""
+    for peer in peers:
+        if peer.app_key == app_key:
+            signed = any(same(correct(peer, s), offered) for s in peer.all_secrets())
+            return (
+                f"peer_app_key:{peer.name}: {field} is the app key of shop {peer.name!r}"
+                + (f" and {signature} verifies with its secret" if signed else "")
+                + " (the push was sent to the wrong shop's URL, or test/production "
+                "apps mixed up)"
+            )
+    return None

@@ -72,7 +72,14 @@ class DouyinPush:
                 "app_key_mismatch",
                 f"app-id {app_id!r} is not this shop's app key",
                 status=401,
-                forensics=self._foreign_app(msg, app_id, offered),
+                forensics=forensics.peer_app_key(
+                    offered,
+                    app_id,
+                    msg.peers,
+                    lambda peer, secret: event_sign(app_id, secret, msg.body),
+                    field="app-id",
+                    signature="event-sign",
+                ),
             )
         for secret in shop.all_secrets():
             if forensics.same(event_sign(app_id, secret, msg.body), offered):
@@ -85,21 +92,6 @@ class DouyinPush:
                 offered, shop, msg.peers, _correct(app_id, msg.body), sim.variant_signers(msg.body)
             ),
         )
-
-    def _foreign_app(self, msg: Inbound, app_id: str, offered: str) -> str | None:
-        for peer in msg.peers:
-            if peer.app_key == app_id:
-                signed = any(
-                    forensics.same(event_sign(app_id, s, msg.body), offered)
-                    for s in peer.all_secrets()
-                )
-                return (
-                    f"peer_app_key:{peer.name}: app-id is the app key of shop {peer.name!r}"
-                    + (" and event-sign verifies with its secret" if signed else "")
-                    + " (the push was sent to the wrong shop's URL, or test/production "
-                    "apps mixed up)"
-                )
-        return None
 
     # --- parse ------------------------------------------------------------------------
 

@@ -81,7 +81,14 @@ class JddjPush:
                 "app_key_mismatch",
                 f"app_key {app_key!r} is not this shop's app key",
                 status=401,
-                forensics=self._foreign_app(msg, params, app_key, offered),
+                forensics=forensics.peer_app_key(
+                    offered,
+                    app_key,
+                    msg.peers,
+                    lambda _peer, secret: sign(params, secret),
+                    field="app_key",
+                    signature="sign",
+                ),
             )
         for secret in shop.all_secrets():
             for keep_empty in (False, True):
@@ -99,20 +106,6 @@ class JddjPush:
                 sim.variant_signers(params),
             ),
         )
-
-    def _foreign_app(
-        self, msg: Inbound, params: dict[str, str], app_key: str, offered: str
-    ) -> str | None:
-        for peer in msg.peers:
-            if peer.app_key == app_key:
-                signed = any(forensics.same(sign(params, s), offered) for s in peer.all_secrets())
-                return (
-                    f"peer_app_key:{peer.name}: app_key is the app key of shop {peer.name!r}"
-                    + (" and sign verifies with its secret" if signed else "")
-                    + " (the push was sent to the wrong shop's URL, or test/production "
-                    "apps mixed up)"
-                )
-        return None
 
     def parse(self, msg: Inbound) -> list[OrderEvent]:
         message = _message_name(msg.tail)
