@@ -143,7 +143,7 @@ class StandardWebhooks:
         return None
 
     def parse(self, msg: Inbound) -> list[OrderEvent]:
-        envelope = _load_json(msg.body)
+        envelope, text = _load_json(msg.body)
         if not isinstance(envelope, dict):
             raise Rejection("malformed_body", "body is not a JSON object")
         kind_text = envelope.get("type")
@@ -172,6 +172,7 @@ class StandardWebhooks:
                 amount=amount,
                 currency=data.get("currency") if amount is not None else None,
                 payload=envelope,
+                payload_text=text,
                 dedupe_key=message_key(self.name, msg.shop.name, msg_id),
             )
         ]
@@ -281,9 +282,12 @@ def variant_signers(prefix: bytes, body: bytes) -> list[forensics.Variant]:
 _DECODER = json.JSONDecoder(parse_float=Decimal)
 
 
-def _load_json(body: bytes) -> Any:
+def _load_json(body: bytes) -> tuple[Any, str | None]:
+    """The body's JSON value, and its text when that is UTF-8 (stored as the payload)."""
+    encoding = json.detect_encoding(body)
     try:
-        return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
+        text = body.decode(encoding, "surrogatepass")
+        return _DECODER.decode(text), text if encoding == "utf-8" else None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise Rejection("malformed_body", f"invalid JSON: {exc}") from exc
 

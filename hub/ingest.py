@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import connectors
 from connectors.base import Connector, Inbound, Rejection, Reply, generic_error
-from hub.model import Kind, iso_utc, utcnow
+from hub.model import Kind, utcnow
 from hub.store import IngestJob, RequestRecord
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ class Ingest:
         body, truncated = await _read_body(receive, headers.get("content-length"), self.cap)
         client = scope.get("client")
         record = RequestRecord(
-            received_at=iso_utc(received_at),
+            received_at=received_at,
             method=scope["method"],
             path=path,
             query=scope["query_string"].decode("latin-1"),

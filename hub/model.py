@@ -52,6 +52,10 @@ class OrderEvent:
     dedupe_key: str = ""
     source: str = "push"
     extra: dict[str, Any] = field(default_factory=dict)
+    # the payload's JSON text exactly as the platform sent it, when the payload is the
+    # whole body: stored as is instead of re-encoding `payload` (byte for byte, and the
+    # hot path skips a canonical re-encode)
+    payload_text: str | None = None
 
     def __post_init__(self) -> None:
         if self.occurred_at.tzinfo is None:
@@ -62,7 +66,7 @@ class OrderEvent:
             object.__setattr__(self, "dedupe_key", content_key(self))
 
     def payload_json(self) -> str:
-        return canonical_json(self.payload)
+        return self.payload_text if self.payload_text is not None else canonical_json(self.payload)
 
     def payload_sha(self) -> str:
         return hashlib.sha256(self.payload_json().encode()).hexdigest()

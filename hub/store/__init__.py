@@ -2,7 +2,7 @@
 
     store = Store(path)
     store.migrate()                       # numbered migrations, recorded in the db
-    await store.start()                   # the writer thread
+    await store.start()                   # the ingest writer process + the writer thread
     result = await store.ingest(job)      # group-committed; returns after the commit
     value = await store.write(fn, *args)  # fn(conn, *args) in the writer's transaction
     rows = await store.read(fn, *args)    # fn(conn, *args) on a reader thread
@@ -23,13 +23,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlite_utils import Database
-
-from hub.store import ingest_sql, schema
+from connectors.base import Reply
+from hub.store import ingest_sql
+from hub.store.connection import connect
+from hub.store.ingest_process import IngestWriter, StoreUnavailable
 from hub.store.ingest_sql import IngestJob, IngestResult, RequestRecord
-from hub.store.writer import Writer, WriterStats, connect
+from hub.store.turn import Turn
+from hub.store.writer import Writer, WriterStats
 
-__all__ = ["IngestJob", "IngestResult", "RequestRecord", "Store", "WriterStats"]
+__all__ = [
+    "IngestJob",
+    "IngestResult",
+    "RequestRecord",
+    "Store",
+    "StoreUnavailable",
+    "WriterStats",
+]
 
 T = TypeVar("T")
 
@@ -41,6 +50,9 @@ class Store:
         self.path = Path(path)
         self.max_batch = max_batch
         self._writer: Writer | None = None
+        self._ingest: IngestWriter | None = None
+        self._turn: Turn | None = None
+        self._stats = WriterStats()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -55,6 +67,11 @@ class Store:
     # --- lifecycle ------------------------------------------------------------------
 
     def migrate(self) -> None:
+        # imported here: the ingest writer process imports this package and needs neither
+        from sqlite_utils import Database
+
+        from hub.store import schema
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = connect(self.path)
         try:
@@ -64,19 +81,37 @@ class Store:
 
     async def start(self) -> None:
         self.migrate()
-        self._writer = Writer(
+        loop = asyncio.get_running_loop()
+        self._turn = turn = Turn(self.path)
+        self._writer = Writer(self.path, loop, turn)
+        self._writer.start()
+        self._ingest = IngestWriter(
             self.path,
-            asyncio.get_running_loop(),
+            loop,
+            turn,
             max_batch=self.max_batch,
             on_batch=self._on_batch,
             on_commit=self._on_commit,
+            on_reply=self._on_reply,
         )
-        self._writer.start()
+        try:
+            await self._ingest.start()
+        except BaseException:
+            await self._ingest.stop()
+            await asyncio.to_thread(self._writer.stop)
+            self._writer = self._ingest = None
+            raise
 
     async def stop(self) -> None:
+        if self._ingest is not None:
+            await self._ingest.stop()
+            self._ingest = None
         if self._writer is not None:
             await asyncio.to_thread(self._writer.stop)
             self._writer = None
+        if self._turn is not None:
+            self._turn.close()
+            self._turn = None
         await asyncio.to_thread(self._close_readers)
 
     def _close_readers(self, grace: float = 30.0) -> None:
@@ -92,25 +127,27 @@ class Store:
 
     @property
     def stats(self) -> WriterStats:
-        return self._writer.stats if self._writer else WriterStats()
+        return self._stats
 
     def queue_depth(self) -> int:
-        return self._writer.depth() if self._writer else 0
+        """Jobs waiting for a commit (ingest and other writes)."""
+        waiting = self._writer.depth() if self._writer else 0
+        return waiting + (self._ingest.depth() if self._ingest else 0)
 
     # --- writing ----------------------------------------------------------------------
 
     def ingest(self, job: IngestJob) -> asyncio.Future[IngestResult]:
-        """Record a request (and its events); the future resolves after the commit."""
-        return self._require_writer().submit(ingest_sql.ingest, job)
+        """Record a request (and its events); the future resolves after the commit, or
+        fails with StoreUnavailable."""
+        if self._ingest is None:
+            raise RuntimeError("store is not started")
+        return self._ingest.submit(job)
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        result: T = await self._require_writer().submit(_plain, fn, *args)
-        return result
-
-    def _require_writer(self) -> Writer:
         if self._writer is None:
             raise RuntimeError("store is not started")
-        return self._writer
+        result: T = await self._writer.submit(fn, *args)
+        return result
 
     # --- reading ----------------------------------------------------------------------
 
@@ -158,11 +195,18 @@ class Store:
             listener(max_event_id)
 
     def _on_batch(self, size: int, seconds: float) -> None:
+        self._stats.add(size)
         for listener in self.batch_listeners:
             listener(size, seconds)
 
+    def _on_reply(self, request_id: int, reply: Reply) -> None:
+        """Store the answer shaped after the commit (a conflict in the connector's format)."""
+        task = asyncio.ensure_future(
+            self.write(ingest_sql.set_response, request_id, reply.status, reply.body)
+        )
+        task.add_done_callback(_log_failure)
 
-def _plain(
-    conn: sqlite3.Connection, ctx: ingest_sql.BatchContext, fn: Callable[..., T], *args: Any
-) -> T:
-    return fn(conn, *args)
+
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("storing a reply failed: %s", task.exception())

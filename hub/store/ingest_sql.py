@@ -9,18 +9,20 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from connectors.base import Rejection, Reply
-from hub.model import OrderEvent, iso_utc, utcnow
+from hub.model import OrderEvent, canonical_json, iso_utc, utcnow
 
 
 @dataclass(slots=True)
 class RequestRecord:
     """An inbound request as received, plus what the hub decided before the commit."""
 
-    received_at: str
+    received_at: datetime | str  # a str is stored as given (tests, imports)
     method: str
     path: str
     query: str
@@ -55,6 +57,81 @@ class IngestResult:
     new_event_ids: list[int] = field(default_factory=list)
 
 
+# --- the wire: what the event loop sends the ingest writer process ---------------------
+#
+# Plain tuples of str/bytes/int/None, encoded with `marshal`: pickling the dataclasses
+# costs ~65 µs a request (their slots' __getstate__ runs in Python, an aware datetime
+# alone ~8 µs); these tuples take ~2 µs. Times travel as integer microseconds since the
+# epoch (exact), and are formatted by the writer, off the event loop.
+#
+#   job    = (seq, submitted_monotonic, record, events, reply_status, reply_body)
+#   record = (received_us or received_at text, channel, source, method, path, query, headers, body,
+#             body_truncated, peer, platform, shop, outcome, reason, detail, forensics)
+#   event  = (platform, shop, message_id, dedupe_key, kind, platform_type, order_id,
+#             occurred_us, amount, currency, payload_json, source)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+
+
+def to_us(moment: datetime) -> int:
+    return (moment - EPOCH) // MICROSECOND
+
+
+def iso_from_us(us: int) -> str:
+    """`iso_utc` of a time given in microseconds since the epoch."""
+    seconds, micros = divmod(us, 1_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
+
+
+def to_wire(seq: int, submitted: float, job: IngestJob) -> tuple[object, ...]:
+    """The job as the writer process receives it (raises if an event cannot be encoded:
+    a connector bug, recorded as `internal_error` by the caller)."""
+    rec = job.record
+    events = [
+        (
+            e.platform,
+            e.shop,
+            e.message_id,
+            e.dedupe_key,
+            e.kind.value,
+            e.platform_type,
+            e.order_id,
+            to_us(e.occurred_at),
+            None if e.amount is None else str(e.amount),
+            e.currency,
+            e.payload_json(),
+            e.source,
+        )
+        for e in job.events
+    ]
+    return (
+        seq,
+        submitted,
+        (
+            rec.received_at if isinstance(rec.received_at, str) else to_us(rec.received_at),
+            rec.channel,
+            rec.source,
+            rec.method,
+            rec.path,
+            rec.query,
+            rec.headers,
+            rec.body,
+            rec.body_truncated,
+            rec.peer,
+            rec.platform,
+            rec.shop,
+            rec.outcome,
+            rec.reason,
+            rec.detail,
+            rec.forensics,
+        ),
+        events,
+        job.reply.status,
+        job.reply.body,
+    )
+
+
 class BatchContext:
     """Per-transaction state of the writer.
 
@@ -74,6 +151,7 @@ class BatchContext:
         "next_event_id",
         "next_request_id",
         "now",
+        "payloads",
         "requests",
     )
 
@@ -87,6 +165,14 @@ class BatchContext:
         # dedupe key -> (payload_sha, request_id, message_id) of the stored or batched event
         self.keys: dict[str, tuple[str, int, str | None]] = {}
         self.checked: set[str] = set()  # keys looked up in the table already
+        self.payloads: dict[str, str] = {}  # payload of each key the batch added
+
+    def payload_of(self, conn: sqlite3.Connection, key: str) -> str | None:
+        """The stored (or batched) payload text behind `key`: the rare conflict check."""
+        if key in self.payloads:
+            return self.payloads[key]
+        row = conn.execute("SELECT payload FROM events WHERE dedupe_key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
 
     def begin(self, conn: sqlite3.Connection) -> None:
         # inside BEGIN IMMEDIATE: no other process can insert until we commit
@@ -129,9 +215,9 @@ VALUES """
 CHUNKS = (256, 64, 16, 4, 1)
 
 
-def prefetch(conn: sqlite3.Connection, ctx: BatchContext, jobs: list[IngestJob]) -> None:
-    """Look up every dedupe key of the batch's events in one query."""
-    keys = [event.dedupe_key for job in jobs for event in job.events]
+def prefetch(conn: sqlite3.Connection, ctx: BatchContext, jobs: list[tuple]) -> None:  # type: ignore[type-arg]
+    """Look up every dedupe key of the batch's (wire) jobs in one query."""
+    keys = [event[3] for job in jobs for event in job[3]]
     if not keys:
         return
     rows = conn.execute(
@@ -144,44 +230,58 @@ def prefetch(conn: sqlite3.Connection, ctx: BatchContext, jobs: list[IngestJob])
     ctx.checked.update(keys)
 
 
-def ingest(conn: sqlite3.Connection, ctx: BatchContext, job: IngestJob) -> IngestResult:
-    rec = job.record
+def ingest(conn: sqlite3.Connection, ctx: BatchContext, job: tuple) -> Outcome:  # type: ignore[type-arg]
+    """Record one wire job (see `to_wire`) in the batch; its outcome for the event loop."""
+    rec, events = job[2], job[3]
     request_id = ctx.take_request_id()
-    outcome, reason, reply = rec.outcome, rec.reason, job.reply
+    outcome, reason, detail = rec[12], rec[13], rec[14]
     new_ids: list[int] = []
-    if job.events:
+    status, body = job[4], job[5]
+    if events:
         first_id = ctx.next_event_id
         added: list[str] = []
         rows: list[tuple[object, ...]] = []
-        conflict: Rejection | None = None
-        for event in job.events:
-            payload = event.payload_json()
+        conflict: str | None = None
+        for (
+            platform,
+            shop,
+            message_id,
+            key,
+            kind,
+            ptype,
+            order_id,
+            occurred,
+            amount,
+            currency,
+            payload,
+            source,
+        ) in events:
             sha = _sha(payload)
-            key = event.dedupe_key
             stored = ctx.stored(conn, key)
             if stored is None:
                 event_id = ctx.next_event_id
                 ctx.next_event_id += 1
-                ctx.keys[key] = (sha, request_id, event.message_id)
+                ctx.keys[key] = (sha, request_id, message_id)
+                ctx.payloads[key] = payload
                 added.append(key)
                 new_ids.append(event_id)
                 rows.append(
                     (
                         event_id,
                         request_id,
-                        event.platform,
-                        event.shop,
-                        event.message_id,
+                        platform,
+                        shop,
+                        message_id,
                         key,
-                        event.kind.value,
-                        event.platform_type,
-                        event.order_id,
-                        iso_utc(event.occurred_at),
-                        None if event.amount is None else str(event.amount),
-                        event.currency,
+                        kind,
+                        ptype,
+                        order_id,
+                        iso_from_us(occurred),
+                        amount,
+                        currency,
                         payload,
                         sha,
-                        event.source,
+                        source,
                         ctx.now,
                     )
                 )
@@ -189,16 +289,15 @@ def ingest(conn: sqlite3.Connection, ctx: BatchContext, job: IngestJob) -> Inges
             # content key (channels, reconciliation) two messages may describe the same
             # change, and that is a duplicate
             elif (
-                event.message_id is not None
+                message_id is not None
                 and key.startswith("m:")
-                and stored[2] == event.message_id
+                and stored[2] == message_id
                 and stored[0] != sha
+                and not _same_json(ctx.payload_of(conn, key), payload)
             ):
-                conflict = Rejection(
-                    "message_id_reused",
-                    f"message id {event.message_id!r} was already delivered with a "
-                    f"different body (request {stored[1]})",
-                    status=409,
+                conflict = (
+                    f"message id {message_id!r} was already delivered with a "
+                    f"different body (request {stored[1]})"
                 )
                 break
         if conflict is not None:
@@ -206,9 +305,9 @@ def ingest(conn: sqlite3.Connection, ctx: BatchContext, job: IngestJob) -> Inges
                 del ctx.keys[key]
             ctx.next_event_id = first_id
             new_ids = []
-            outcome, reason = "rejected", conflict.reason
-            rec.detail = conflict.detail
-            reply = job.on_conflict(conflict) if job.on_conflict else reply
+            outcome, reason, detail = "rejected", "message_id_reused", conflict
+            # the event loop answers in the connector's shape and stores that answer
+            status, body = 409, CONFLICT_BODY
         else:
             ctx.events.extend(rows)
             outcome = "accepted" if new_ids else "duplicate"
@@ -216,60 +315,97 @@ def ingest(conn: sqlite3.Connection, ctx: BatchContext, job: IngestJob) -> Inges
                 reason = "duplicate"
         if new_ids:
             ctx.max_new_event_id = max(ctx.max_new_event_id, new_ids[-1])
-    _add_request(ctx, request_id, rec, outcome, reason, reply, len(new_ids), len(job.events))
-    return IngestResult(request_id, outcome, reason, reply, new_ids)
-
-
-def _ingest_fallback(
-    conn: sqlite3.Connection, ctx: BatchContext, error: BaseException, job: IngestJob
-) -> IngestResult:
-    """The job failed on its own: keep the request, without events, as an internal error."""
-    request_id = ctx.take_request_id()
-    rec = job.record
-    rec.detail = f"{type(error).__name__}: {error}"[:500]
-    reply = Reply(500, b'{"error":{"reason":"internal_error"}}')
-    _add_request(ctx, request_id, rec, "error", "internal_error", reply, 0, len(job.events))
-    return IngestResult(request_id, "error", "internal_error", reply, [])
-
-
-ingest.fallback = _ingest_fallback  # type: ignore[attr-defined]
-
-
-def _add_request(
-    ctx: BatchContext,
-    request_id: int,
-    rec: RequestRecord,
-    outcome: str,
-    reason: str | None,
-    reply: Reply,
-    events_new: int,
-    events_total: int,
-) -> None:
     ctx.requests.append(
-        (
-            request_id,
-            rec.received_at,
-            rec.channel,
-            rec.source,
-            rec.method,
-            rec.path,
-            rec.query,
-            json.dumps(rec.headers, ensure_ascii=False),
-            rec.body,
-            int(rec.body_truncated),
-            rec.peer,
-            rec.platform,
-            rec.shop,
-            outcome,
-            reason,
-            rec.detail,
-            rec.forensics,
-            events_new,
-            events_total,
-            reply.status,
-            reply.body,
+        _request_row(
+            request_id, rec, outcome, reason, detail, status, body, len(new_ids), len(events)
         )
     )
+    return (job[0], request_id, outcome, reason, detail, new_ids)
+
+
+def fallback(
+    conn: sqlite3.Connection, ctx: BatchContext, error: BaseException, job: tuple
+) -> Outcome:  # type: ignore[type-arg]
+    """The job failed on its own: keep the request, without events, as an internal error."""
+    request_id = ctx.take_request_id()
+    detail = f"{type(error).__name__}: {error}"[:500]
+    row = _request_row(
+        request_id,
+        job[2],
+        "error",
+        "internal_error",
+        detail,
+        500,
+        INTERNAL_ERROR_BODY,
+        0,
+        len(job[3]),
+    )
+    ctx.requests.append(row)
+    return (job[0], request_id, "error", "internal_error", detail, [])
+
+
+# (seq, request_id, outcome, reason, detail, new event ids): the writer's answer per job
+Outcome = tuple[int, int, str, "str | None", "str | None", list[int]]
+
+CONFLICT_BODY = b'{"error":{"reason":"message_id_reused"}}'
+INTERNAL_ERROR_BODY = b'{"error":{"reason":"internal_error"}}'
+
+
+def _request_row(
+    request_id: int,
+    rec: tuple,  # type: ignore[type-arg]
+    outcome: str,
+    reason: str | None,
+    detail: str | None,
+    status: int,
+    body: bytes,
+    events_new: int,
+    events_total: int,
+) -> tuple[object, ...]:
+    received = rec[0]
+    return (
+        request_id,
+        received if isinstance(received, str) else iso_from_us(received),
+        rec[1],
+        rec[2],
+        rec[3],
+        rec[4],
+        rec[5],
+        json.dumps(rec[6], ensure_ascii=False),
+        rec[7],
+        int(rec[8]),
+        rec[9],
+        rec[10],
+        rec[11],
+        outcome,
+        reason,
+        detail,
+        rec[15],
+        events_new,
+        events_total,
+        status,
+        body,
+    )
+
+
+def set_response(conn: sqlite3.Connection, request_id: int, status: int, body: bytes) -> None:
+    """The answer actually sent, when the event loop shaped it after the commit (a
+    conflict answered in the connector's own format)."""
+    conn.execute(
+        "UPDATE requests SET response_status = ?, response_body = ? WHERE id = ?",
+        (status, body, request_id),
+    )
+
+
+def _same_json(a: str | None, b: str) -> bool:
+    """Two payload texts that differ as bytes but hold the same JSON (a sender that
+    re-serialised its message) are the same message."""
+    if a is None:
+        return False
+    try:
+        return canonical_json(json.loads(a)) == canonical_json(json.loads(b))
+    except ValueError:
+        return False
 
 
 def flush(conn: sqlite3.Connection, ctx: BatchContext) -> None:

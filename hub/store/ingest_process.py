@@ -1,0 +1,430 @@
+"""The ingest writer: a process of its own that records every request and its events.
+
+Why a process: the event loop verifies, parses and answers; recording (building rows,
+SQLite's inserts, the commit) is as much work again. In one process the two take turns
+on the GIL, so a second core does not help and each waits on the other (py-spy showed
+the writer thread queueing for the GIL after every statement). Here the event loop
+sends each job as a small tuple over a socket pair and gets the outcome back; the
+writer, on the other core, group-commits whatever arrived while the previous commit
+was being written to disk (synchronous=FULL), and answers only after COMMIT returns.
+
+    event loop  --job frames-->  serve(): BEGIN; dedupe + rows; COMMIT  --outcomes-->
+
+A frame is a 4-byte length and a `marshal`-encoded list (see `ingest_sql.to_wire`).
+The writer exits when the event loop closes its end (after writing what it was sent);
+if the writer dies, every request waiting on it is answered 503 (the platform sends it
+again and the dedupe key catches the ones that did commit) and a new writer starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import marshal
+import socket
+import sqlite3
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from connectors.base import Rejection, Reply
+from hub.store import ingest_sql
+from hub.store.connection import connect
+from hub.store.ingest_sql import IngestJob, IngestResult
+from hub.store.turn import Turn
+
+log = logging.getLogger("orderhook.store")
+
+FRAME = struct.Struct(">I")
+BUFFER = 4 << 20  # socket buffers: a burst's jobs queue in the kernel during a commit
+IDLE = 0.2  # seconds without work before the writer records pending handling times
+
+INTERNAL_ERROR = Reply(500, ingest_sql.INTERNAL_ERROR_BODY)
+
+
+class StoreUnavailable(RuntimeError):
+    """The ingest writer could not record the request (disk failing, writer gone)."""
+
+
+# --- the writer process -----------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m hub.store.ingest_process DB FD MAX_BATCH`: started by `IngestWriter`."""
+    db, fd, max_batch = (argv or sys.argv[1:])[:3]
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    turn = Turn(db)
+    try:
+        serve(db, socket.socket(fileno=int(fd)), turn, int(max_batch))
+    finally:
+        turn.close()
+
+
+def serve(path: str, sock: socket.socket, turn: Turn, max_batch: int) -> None:
+    """Commit what arrives until the event loop hangs up."""
+    conn = connect(path)
+    batches = Batches(conn)
+    sock.settimeout(IDLE)
+    _send(sock, ("ready",))
+    reader = FrameReader()
+    open_ = True
+    try:
+        while open_:
+            try:
+                chunk = sock.recv(BUFFER)
+            except TimeoutError:
+                if not reader.partial:
+                    batches.flush_timing()
+                continue
+            if not chunk:
+                open_ = False
+            jobs = [job for frame in reader.feed(chunk) for job in marshal.loads(frame)]
+            for at in range(0, len(jobs), max_batch):
+                part = jobs[at : at + max_batch]
+                started = time.monotonic()
+                with turn.ingest():
+                    outcomes, max_event_id = batches.commit(part)
+                _send(sock, ("done", outcomes, len(part), time.monotonic() - started, max_event_id))
+        with turn.ingest():
+            batches.flush_timing()
+    finally:
+        conn.close()
+        sock.close()
+
+
+class Batches:
+    """One transaction per batch; a job that fails is replayed alone, and one that
+    still fails is recorded without its events (outcome `error`): the request is kept."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.timing: list[tuple[float, int]] = []  # (handling ms, request id), not yet stored
+
+    def commit(self, jobs: list[tuple[Any, ...]]) -> tuple[list[ingest_sql.Outcome], int]:
+        conn = self.conn
+        ctx = ingest_sql.BatchContext()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            ctx.begin(conn)
+            if self.timing:
+                ingest_sql.set_handling_ms(conn, self.timing)
+            ingest_sql.prefetch(conn, ctx, jobs)
+            outcomes = [ingest_sql.ingest(conn, ctx, job) for job in jobs]
+            ingest_sql.flush(conn, ctx)
+            conn.execute("COMMIT")
+            self.timing = []
+            max_event_id = ctx.max_new_event_id
+        except Exception:
+            log.exception("batch of %d failed; replaying its jobs one by one", len(jobs))
+            _rollback(conn)
+            outcomes = [self._alone(job) for job in jobs]
+            max_event_id = ingest_sql.max_event_id(conn)
+        done = time.monotonic()
+        self.timing.extend(
+            ((done - job[1]) * 1000.0, outcome[1])
+            for job, outcome in zip(jobs, outcomes, strict=True)
+            if outcome[1] > 0
+        )
+        return outcomes, max_event_id
+
+    def _alone(self, job: tuple[Any, ...]) -> ingest_sql.Outcome:
+        try:
+            return _in_transaction(self.conn, ingest_sql.ingest, job)
+        except Exception as exc:
+            try:
+                return _in_transaction(self.conn, ingest_sql.fallback, exc, job)
+            except Exception as exc2:  # the disk itself is failing
+                return (job[0], 0, "unavailable", f"{type(exc2).__name__}: {exc2}", None, [])
+
+    def flush_timing(self) -> None:
+        if not self.timing:
+            return
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            ingest_sql.set_handling_ms(self.conn, self.timing)
+            self.conn.execute("COMMIT")
+        except sqlite3.Error:
+            _rollback(self.conn)
+        self.timing = []
+
+
+def _in_transaction(conn: sqlite3.Connection, fn: Callable[..., Any], *args: Any) -> Any:
+    ctx = ingest_sql.BatchContext()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        ctx.begin(conn)
+        result = fn(conn, ctx, *args)
+        ingest_sql.flush(conn, ctx)
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+    return result
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    with contextlib.suppress(sqlite3.Error):
+        conn.execute("ROLLBACK")
+
+
+def _send(sock: socket.socket, message: object) -> None:
+    data = marshal.dumps(message)
+    sock.sendall(FRAME.pack(len(data)) + data)
+
+
+class FrameReader:
+    """Length-prefixed frames out of a byte stream that arrives in arbitrary pieces."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.buffer)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buf = self.buffer
+        buf += data
+        frames: list[bytes] = []
+        at = 0
+        while len(buf) - at >= 4:
+            (size,) = FRAME.unpack_from(buf, at)
+            if len(buf) - at - 4 < size:
+                break
+            frames.append(bytes(buf[at + 4 : at + 4 + size]))
+            at += 4 + size
+        del buf[:at]
+        return frames
+
+
+# --- the event loop's side --------------------------------------------------------------
+
+
+class IngestWriter:
+    """Sends ingest jobs to the writer process and resolves each one's future with its
+    outcome once the writer has committed it. Event loop thread only."""
+
+    def __init__(
+        self,
+        path: Path,
+        loop: asyncio.AbstractEventLoop,
+        turn: Turn,
+        *,
+        max_batch: int,
+        on_batch: Callable[[int, float], None],
+        on_commit: Callable[[int], None],
+        on_reply: Callable[[int, Reply], None],
+    ) -> None:
+        self.path = path
+        self.loop = loop
+        self.turn = turn
+        self.max_batch = max_batch
+        self.on_batch = on_batch  # (jobs, seconds) per committed batch
+        self.on_commit = on_commit  # (highest new event id)
+        self.on_reply = on_reply  # (request id, reply) shaped after the commit: store it
+        self._seq = 0
+        self._pending: dict[int, tuple[asyncio.Future[IngestResult], IngestJob]] = {}
+        self._outbox: list[tuple[Any, ...]] = []
+        self._flush_scheduled = False
+        # a frame is out and the writer has not answered it yet: new jobs wait here and
+        # go together when it answers (it could not start them sooner: it is committing),
+        # one socket write per commit instead of one per turn of the loop
+        self._busy = False
+        self._transport: asyncio.Transport | None = None
+        self._process: Any = None
+        self._ready: asyncio.Future[None] | None = None
+        self._closed: asyncio.Future[None] | None = None
+        self._stopping = False
+        self._up = False  # the writer answered `ready`: restart it if it dies
+
+    def depth(self) -> int:
+        return len(self._pending)
+
+    async def start(self) -> None:
+        ours, theirs = socket.socketpair()
+        for s in (ours, theirs):
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, BUFFER)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, BUFFER)
+        # a fresh interpreter, not a fork: forking the hub would copy its threads' locks
+        # (SQLite's included) in whatever state they were
+        self._process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                __name__,
+                str(self.path),
+                str(theirs.fileno()),
+                str(self.max_batch),
+            ],
+            pass_fds=[theirs.fileno()],
+            stdin=subprocess.DEVNULL,
+        )
+        theirs.close()
+        self._ready = self.loop.create_future()
+        self._closed = self.loop.create_future()
+        await self.loop.create_unix_connection(lambda: _Channel(self), sock=ours)
+        try:
+            async with asyncio.timeout(30):
+                await asyncio.shield(self._ready)
+        except TimeoutError:
+            self._process.kill()
+            raise StoreUnavailable("the ingest writer did not start within 30 s") from None
+        if self._ready.exception() is not None:
+            raise self._ready.exception()  # type: ignore[misc]
+        self._up = True
+        self._flush()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._flush()
+        if self._transport is not None and self._transport.can_write_eof():
+            self._transport.write_eof()
+        if self._closed is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(30):
+                    await asyncio.shield(self._closed)
+        if self._process is not None:
+            try:
+                await asyncio.to_thread(self._process.wait, 10)
+            except subprocess.TimeoutExpired:
+                log.error("ingest writer did not exit; killing it")
+                self._process.kill()
+                await asyncio.to_thread(self._process.wait)
+
+    def submit(self, job: IngestJob) -> asyncio.Future[IngestResult]:
+        self._seq += 1
+        seq = self._seq
+        future: asyncio.Future[IngestResult] = self.loop.create_future()
+        try:
+            wire = ingest_sql.to_wire(seq, time.monotonic(), job)
+            marshal.dumps(wire[3])  # events hold only plain values
+        except Exception as exc:  # a connector built an event we cannot store: its bug
+            log.exception("cannot encode the events of %s", job.record.path)
+            job = _as_internal_error(job, exc)
+            wire = ingest_sql.to_wire(seq, time.monotonic(), job)
+        self._pending[seq] = (future, job)
+        self._outbox.append(wire)
+        if not self._busy and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        """Everything submitted since the last frame, as one frame."""
+        self._flush_scheduled = False
+        if not self._outbox or self._transport is None or self._transport.is_closing():
+            self._busy = False
+            return
+        data = marshal.dumps(self._outbox)
+        self._outbox = []
+        self._busy = True
+        self._transport.write(FRAME.pack(len(data)) + data)
+
+    # called by _Channel
+    def connected(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+
+    def received(self, message: tuple[Any, ...]) -> None:
+        if message[0] == "ready":
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_result(None)
+            return
+        _, outcomes, size, seconds, max_event_id = message
+        for seq, request_id, outcome, reason, detail, new_ids in outcomes:
+            future, job = self._pending.pop(seq)
+            if future.done():
+                continue
+            if outcome == "unavailable":
+                future.set_exception(StoreUnavailable(reason))
+                continue
+            reply = job.reply
+            if outcome == "error":
+                reply = INTERNAL_ERROR
+            elif reason == "message_id_reused":
+                reply = self._conflict_reply(job, request_id, detail)
+            future.set_result(IngestResult(request_id, outcome, reason, reply, new_ids))
+        self._flush()  # what arrived during that commit
+        self.on_batch(size, seconds)
+        if max_event_id:
+            self.on_commit(max_event_id)
+
+    def _conflict_reply(self, job: IngestJob, request_id: int, detail: str | None) -> Reply:
+        fallback = Reply(409, ingest_sql.CONFLICT_BODY)
+        if job.on_conflict is None:
+            return fallback
+        try:
+            reply = job.on_conflict(Rejection("message_id_reused", detail or "", status=409))
+        except Exception:
+            log.exception("connector failed to shape its conflict reply")
+            return fallback
+        if reply != fallback:
+            self.on_reply(request_id, reply)
+        return reply
+
+    def lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self._busy = False
+        waiting = list(self._pending.values())
+        self._pending.clear()
+        self._outbox = []
+        for future, _ in waiting:
+            if not future.done():
+                future.set_exception(StoreUnavailable("the ingest writer exited"))
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(
+                StoreUnavailable(f"the ingest writer exited at start ({exc})")
+            )
+        if self._up and not self._stopping:
+            self._up = False
+            log.error("ingest writer exited (%s); %d request(s) answered 503", exc, len(waiting))
+            self.loop.create_task(self._restart())
+
+    async def _restart(self) -> None:
+        if self._process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                await asyncio.to_thread(self._process.wait, 5)
+        while not self._stopping:
+            try:
+                await self.start()
+                log.warning("ingest writer restarted")
+                return
+            except Exception:
+                log.exception("restarting the ingest writer failed; again in 1 s")
+                await asyncio.sleep(1.0)
+
+
+class _Channel(asyncio.Protocol):
+    def __init__(self, writer: IngestWriter) -> None:
+        self.writer = writer
+        self.reader = FrameReader()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.writer.connected(transport)  # type: ignore[arg-type]
+
+    def data_received(self, data: bytes) -> None:
+        for frame in self.reader.feed(data):
+            self.writer.received(marshal.loads(frame))
+
+    def eof_received(self) -> bool:
+        return False  # close our end too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.writer.lost(exc)
+
+
+def _as_internal_error(job: IngestJob, exc: Exception) -> IngestJob:
+    rec = job.record
+    rec.outcome, rec.reason = "error", "internal_error"
+    rec.detail = f"{type(exc).__name__}: {exc}"[:500]
+    return IngestJob(rec, [], INTERNAL_ERROR)
+
+
+if __name__ == "__main__":
+    main()
