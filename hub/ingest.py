@@ -71,8 +71,8 @@ class Ingest:
         platform = parts[2][:64] if len(parts) > 2 else ""
         shop_name = parts[3][:64] if len(parts) > 3 else ""
         tail = "/" + parts[4] if len(parts) > 4 else ""
-        raw_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
-        headers = dict(raw_headers)
+        raw_headers = scope["headers"]  # as received; the writer decodes them for the record
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw_headers}
         body, truncated = await _read_body(receive, headers.get("content-length"), self.cap)
         client = scope.get("client")
         record = RequestRecord(

@@ -72,6 +72,12 @@ async def test_outcomes_inside_one_batch_match_outcomes_alone(tmp_path: Path) ->
         assert stored["request_id"] == result.request_id
     rows = {r["id"]: r for r in store.run(lambda conn: queries.list_requests(conn, limit=20))}
     assert rows[results[2].request_id]["detail"].startswith("message id 'm1' was already")
+    # the answer stored is the one sent: shaped by the connector after the commit
+    conflicted = store.run(queries.get_request, results[2].request_id)
+    assert (conflicted["response_status"], conflicted["response_body"]) == (
+        409,
+        b"message_id_reused",
+    )
     assert rows[results[5].request_id]["events_total"] == 2
     assert rows[results[5].request_id]["events_new"] == 0
     assert all(r["handling_ms"] is not None for r in rows.values())

@@ -129,6 +129,10 @@ class Store:
     def stats(self) -> WriterStats:
         return self._stats
 
+    def ingest_waiting(self) -> int:
+        """Requests handed to the ingest writer and not yet committed (their acks wait)."""
+        return self._ingest.depth() if self._ingest else 0
+
     def queue_depth(self) -> int:
         """Jobs waiting for a commit (ingest and other writes)."""
         waiting = self._writer.depth() if self._writer else 0

@@ -55,7 +55,7 @@ class StoreUnavailable(RuntimeError):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m hub.store.ingest_process DB FD MAX_BATCH`: started by `IngestWriter`."""
+    """`main()` with argv DB FD MAX_BATCH: how `IngestWriter` starts the writer."""
     db, fd, max_batch = (argv or sys.argv[1:])[:3]
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     turn = Turn(db)
@@ -172,7 +172,7 @@ def _rollback(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
 
 
-def _send(sock: socket.socket, message: object) -> None:
+def _send(sock: socket.socket, message: Any) -> None:
     data = marshal.dumps(message)
     sock.sendall(FRAME.pack(len(data)) + data)
 
@@ -255,8 +255,8 @@ class IngestWriter:
         self._process = subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                __name__,
+                "-c",  # not -m: the package imports this module first, and runpy warns
+                f"from {__name__} import main; main()",
                 str(self.path),
                 str(theirs.fileno()),
                 str(self.max_batch),
@@ -302,7 +302,7 @@ class IngestWriter:
         future: asyncio.Future[IngestResult] = self.loop.create_future()
         try:
             wire = ingest_sql.to_wire(seq, time.monotonic(), job)
-            marshal.dumps(wire[3])  # events hold only plain values
+            marshal.dumps(wire[3])  # type: ignore[arg-type]  # plain values only, or raise
         except Exception as exc:  # a connector built an event we cannot store: its bug
             log.exception("cannot encode the events of %s", job.record.path)
             job = _as_internal_error(job, exc)
@@ -424,7 +424,3 @@ def _as_internal_error(job: IngestJob, exc: Exception) -> IngestJob:
     rec.outcome, rec.reason = "error", "internal_error"
     rec.detail = f"{type(exc).__name__}: {exc}"[:500]
     return IngestJob(rec, [], INTERNAL_ERROR)
-
-
-if __name__ == "__main__":
-    main()

@@ -26,7 +26,7 @@ class RequestRecord:
     method: str
     path: str
     query: str
-    headers: list[tuple[str, str]]
+    headers: list[tuple[str, str]] | list[tuple[bytes, bytes]]  # bytes: as the ASGI scope has them
     body: bytes
     peer: str | None
     platform: str | None
@@ -371,7 +371,7 @@ def _request_row(
         rec[3],
         rec[4],
         rec[5],
-        json.dumps(rec[6], ensure_ascii=False),
+        json.dumps(_text_headers(rec[6]), ensure_ascii=False),
         rec[7],
         int(rec[8]),
         rec[9],
@@ -386,6 +386,12 @@ def _request_row(
         status,
         body,
     )
+
+
+def _text_headers(headers: list) -> list:  # type: ignore[type-arg]
+    if headers and isinstance(headers[0][0], bytes):
+        return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
+    return headers
 
 
 def set_response(conn: sqlite3.Connection, request_id: int, status: int, body: bytes) -> None:

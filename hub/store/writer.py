@@ -119,7 +119,9 @@ class Writer:
     ) -> list[tuple[WriteJob, Any, BaseException | None]]:
         try:
             conn.execute("BEGIN IMMEDIATE")
-            results = [(job, job.fn(conn, *job.args), None) for job in batch]
+            results: list[tuple[WriteJob, Any, BaseException | None]] = [
+                (job, job.fn(conn, *job.args), None) for job in batch
+            ]
             conn.execute("COMMIT")
             return results
         except Exception:

@@ -1,0 +1,77 @@
+"""The ingest writer process: what happens when it dies, and who else gets to write."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from connectors.base import Reply
+from hub.store import IngestJob, Store, StoreUnavailable, queries
+from tests.test_store import event, record
+
+pytestmark = pytest.mark.anyio
+
+OK = Reply(200, b'{"ok":true}')
+
+
+async def test_a_dead_writer_fails_waiting_requests_and_is_replaced(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    await store.start()
+    try:
+        first = await store.ingest(IngestJob(record(), [event("1")], OK))
+        assert first.outcome == "accepted"
+        pid = store._ingest._process.pid  # type: ignore[union-attr]
+        os.kill(pid, signal.SIGKILL)
+        # whatever was waiting when it died is refused (the platform sends it again),
+        # never left hanging; then a new writer takes the next requests
+        outcomes: list[str] = []
+        for n in range(2, 200):
+            try:
+                result = await asyncio.wait_for(
+                    store.ingest(IngestJob(record(), [event(str(n))], OK)), 30
+                )
+            except StoreUnavailable:
+                outcomes.append("unavailable")
+                await asyncio.sleep(0.05)
+                continue
+            outcomes.append(result.outcome)
+            break
+        assert outcomes[-1] == "accepted"
+        assert store._ingest._process.pid != pid  # type: ignore[union-attr]
+    finally:
+        await store.stop()
+    counts = store.run(queries.counts)
+    assert counts["requests"] == 2 and counts["events"] == 2
+
+
+async def test_the_hubs_own_writes_are_not_starved_by_a_burst_of_pushes(tmp_path: Path) -> None:
+    """Task claims, dispatch and the outbox write through the hub's writer thread while
+    the ingest writer commits batch after batch: they take turns."""
+    store = Store(tmp_path / "s.db")
+    await store.start()
+    try:
+        flood: list[asyncio.Future] = []  # type: ignore[type-arg]
+
+        async def push(n: int) -> None:
+            for i in range(n):
+                flood.append(store.ingest(IngestJob(record(), [event(f"f{i}")], OK)))
+                if i % 50 == 0:
+                    await asyncio.sleep(0)
+
+        pushing = asyncio.create_task(push(4000))
+        await asyncio.sleep(0.05)
+        written = await store.write(
+            lambda conn: conn.execute("SELECT count(*) FROM requests").fetchone()[0]
+        )
+        still_waiting = sum(1 for f in flood if not f.done())
+        await pushing
+        await asyncio.gather(*flood)
+    finally:
+        await store.stop()
+    # the write went through in the middle of the burst, not after it
+    assert still_waiting > 0 or written < 4000
+    assert store.run(queries.counts)["requests"] == 4000
