@@ -23,7 +23,8 @@ from bench.servers import Server, hub_config
 # a sample goes to the stage of its innermost frame that matches a rule (stdlib frames
 # such as json or hmac are passed over, so they count for whoever called them)
 STAGES = (
-    ("hub/store/", "writer: SQL and rows"),
+    ("hub/store/ingest", "ingest writer process: rows and SQL"),
+    ("hub/store/", "writer thread: SQL"),
     ("hub/orders.py", "orders stage (post-commit)"),
     ("connectors/", "verify + parse"),
     ("hub/ingest.py", "ingest handler"),
@@ -64,6 +65,7 @@ def record(work: Path, opts: ingest.Options, echo: Callable[[str], None]) -> dic
                 "250",
                 "--nonblocking",
                 "--threads",
+                "--subprocesses",  # the ingest writer process
                 "--format",
                 "raw",
                 "--output",
@@ -87,22 +89,34 @@ def record(work: Path, opts: ingest.Options, echo: Callable[[str], None]) -> dic
 
 
 def _frames(stack: str) -> tuple[str, list[tuple[str, str]]]:
+    """(where, frames); with --subprocesses py-spy puts `process PID:"cmdline"` parts
+    (the parent's, then the child's) before the thread."""
     parts = stack.split(";")
-    thread, frames = parts[0], []
-    for text in parts[1:]:
+    lead = 0
+    while lead < len(parts) - 1 and parts[lead].startswith("process "):
+        lead += 1
+    where = ";".join(parts[: lead + 1])
+    frames = []
+    for text in parts[lead + 1 :]:
         m = FRAME.match(text)
         if m:
             path = m["file"]
             for marker in ("site-packages/", "wt-bench/", "/work/"):
                 path = path.split(marker)[-1]
             frames.append((m["func"], path))
-    return thread, frames
+    return where, frames
+
+
+def _where(where: str) -> str:
+    if "hub.store.ingest_process" in where:
+        return "ingest writer process"
+    return "event loop (main thread)" if "MainThread" in where else "writer thread and others"
 
 
 def _stage(frames: list[tuple[str, str]]) -> str:
-    if frames and frames[-1][0] == "Writer._commit_batch":
-        # nothing deeper in Python: BEGIN/COMMIT, i.e. mostly the fsync of the WAL
-        return "writer: COMMIT (fsync)"
+    if frames and frames[-1][0] == "Batches.commit":
+        # nothing deeper in Python: BEGIN/COMMIT, i.e. writing the WAL and its fsync
+        return "ingest writer process: COMMIT (WAL write + fsync)"
     for _, path in reversed(frames):
         for key, name in STAGES:
             if key in path:
@@ -122,7 +136,7 @@ def summarise(text: str, top: int = 15) -> dict[str, Any]:
         n = int(count)
         thread, frames = _frames(stack)
         total += n
-        threads["main" if "MainThread" in thread else "writer and other threads"] += n
+        threads[_where(thread)] += n
         ours = [f for f in frames if f[1].startswith(OURS)]
         stages[_stage(frames)] += n
         for func, path in {(f, p) for f, p in ours}:

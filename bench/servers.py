@@ -50,6 +50,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # exited meanwhile
+        return 0.0
+    # utime, stime, and cutime, cstime: children that exited and were waited for
+    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / TICKS
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        found = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+    return found + [grand for child in found for grand in _children(child)]
+
+
 @dataclass
 class Server:
     kind: str  # hub | bare
@@ -88,9 +105,9 @@ class Server:
         raise RuntimeError(f"{self.kind} server did not start within 30 s (log: {self.log})")
 
     def cpu_seconds(self) -> float:
-        """User + system CPU the server used so far (all its threads)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICKS
+        """User + system CPU the server used so far: all its threads and its child
+        processes (the hub's ingest writer), alive or finished."""
+        return sum(_cpu(pid) for pid in [self.pid, *_children(self.pid)])
 
     def io(self) -> dict[str, int]:
         """/proc/<pid>/io: bytes written to storage (write_bytes) and via write() (wchar)."""

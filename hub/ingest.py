@@ -71,8 +71,12 @@ class Ingest:
         platform = parts[2][:64] if len(parts) > 2 else ""
         shop_name = parts[3][:64] if len(parts) > 3 else ""
         tail = "/" + parts[4] if len(parts) > 4 else ""
-        raw_headers = scope["headers"]  # as received; the writer decodes them for the record
+        raw_headers = scope["headers"]
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw_headers}
+        # the record keeps every header in order, repeated ones too: the decoded pairs
+        # when no name repeats (the usual case, nothing to redo), else the raw bytes
+        # for the writer to decode
+        kept = list(headers.items()) if len(headers) == len(raw_headers) else raw_headers
         body, truncated = await _read_body(receive, headers.get("content-length"), self.cap)
         client = scope.get("client")
         record = RequestRecord(
@@ -80,7 +84,7 @@ class Ingest:
             method=scope["method"],
             path=path,
             query=scope["query_string"].decode("latin-1"),
-            headers=raw_headers,
+            headers=kept,
             body=body,
             peer=f"{client[0]}:{client[1]}" if client else None,
             platform=platform or None,

@@ -140,9 +140,13 @@ def test_profile_summary_puts_library_frames_on_their_caller() -> None:
             "verify (/x/connectors/standard.py:90);digest (/py/hmac.py:1) 30",
             "thread (1): MainThread;run (uvicorn/server.py:1);__call__ (/x/hub/ingest.py:119);"
             "send (/s/site-packages/uvicorn/protocols/http/httptools_impl.py:500) 50",
-            "thread (2): orderhook-writer;_run (/x/hub/store/writer.py:120) 15",
-            "thread (2): orderhook-writer;_run (/x/hub/store/writer.py:120);"
-            "Writer._commit_batch (/x/hub/store/writer.py:148) 5",
+            'process 1:"python -m bench.serve hub";process 2:"python -c from '
+            'hub.store.ingest_process import main; main() hub.db 9 1024";thread (2): MainThread;'
+            "serve (/x/hub/store/ingest_process.py:80);ingest (/x/hub/store/ingest_sql.py:300) 15",
+            'process 1:"python -m bench.serve hub";process 2:"python -c from '
+            'hub.store.ingest_process import main; main() hub.db 9 1024";thread (2): MainThread;'
+            "serve (/x/hub/store/ingest_process.py:80);Batches.commit "
+            "(/x/hub/store/ingest_process.py:119) 5",
         ]
     )
     summary = profile.summarise(collapsed)
@@ -150,10 +154,10 @@ def test_profile_summary_puts_library_frames_on_their_caller() -> None:
     assert summary["stages"] == {
         "HTTP server (uvicorn, httptools, uvloop)": 0.5,
         "verify + parse": 0.3,
-        "writer: SQL and rows": 0.15,
-        "writer: COMMIT (fsync)": 0.05,
+        "ingest writer process: rows and SQL": 0.15,
+        "ingest writer process: COMMIT (WAL write + fsync)": 0.05,
     }
-    assert summary["threads"] == {"main": 0.8, "writer and other threads": 0.2}
+    assert summary["threads"] == {"event loop (main thread)": 0.8, "ingest writer process": 0.2}
 
 
 def test_fresh_timestamps() -> None:

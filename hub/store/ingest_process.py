@@ -42,6 +42,7 @@ log = logging.getLogger("orderhook.store")
 
 FRAME = struct.Struct(">I")
 BUFFER = 4 << 20  # socket buffers: a burst's jobs queue in the kernel during a commit
+STREAM = 16  # jobs sent at once while the writer is busy
 IDLE = 0.2  # seconds without work before the writer records pending handling times
 
 INTERNAL_ERROR = Reply(500, ingest_sql.INTERNAL_ERROR_BODY)
@@ -309,7 +310,9 @@ class IngestWriter:
             wire = ingest_sql.to_wire(seq, time.monotonic(), job)
         self._pending[seq] = (future, job)
         self._outbox.append(wire)
-        if not self._busy and not self._flush_scheduled:
+        # while the writer commits, jobs still go out in handfuls (not one write per
+        # job), so its next batch is already in its socket when the commit returns
+        if (not self._busy or len(self._outbox) >= STREAM) and not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
         return future

@@ -81,7 +81,12 @@ def to_us(moment: datetime) -> int:
 def iso_from_us(us: int) -> str:
     """`iso_utc` of a time given in microseconds since the epoch."""
     seconds, micros = divmod(us, 1_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
+    if seconds != _second[0]:  # a batch's times mostly share their second: format it once
+        _second[:] = [seconds, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(seconds))]
+    return f"{_second[1]}{micros:06d}Z"
+
+
+_second: list = [None, ""]  # type: ignore[type-arg]
 
 
 def to_wire(seq: int, submitted: float, job: IngestJob) -> tuple[object, ...]:
@@ -371,7 +376,7 @@ def _request_row(
         rec[3],
         rec[4],
         rec[5],
-        json.dumps(_text_headers(rec[6]), ensure_ascii=False),
+        _headers_json(_text_headers(rec[6])),
         rec[7],
         int(rec[8]),
         rec[9],
@@ -386,6 +391,9 @@ def _request_row(
         status,
         body,
     )
+
+
+_headers_json = json.JSONEncoder(ensure_ascii=False).encode  # built once, not per request
 
 
 def _text_headers(headers: list) -> list:  # type: ignore[type-arg]
