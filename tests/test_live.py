@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -36,6 +37,7 @@ def _serve(config: Path, port: int) -> subprocess.Popen[bytes]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,  # its own process group, as a terminal's foreground job
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -83,3 +85,49 @@ def test_everything_acked_survives_a_hard_kill_and_restart(write_config) -> None
     assert counts["events"] == 30 and counts["requests"] == 31
     # the post-commit stage caught up on everything committed before the kill
     assert counts["orders"] == 30
+
+
+def test_ctrl_c_under_load_keeps_every_ack_and_stops_the_writer_process(write_config) -> None:  # type: ignore[no-untyped-def]
+    """Ctrl-C reaches the whole process group, the ingest writer included: the writer
+    must keep committing until the hub has drained, then exit with it."""
+    config = write_config()
+    port = free_port()
+    proc = _serve(config, port)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    assert len(children) == 1  # the ingest writer
+    acked: list[int] = []
+    failed: list[int] = []  # 5xx: the hub could not record a push
+    stop = threading.Event()
+
+    def pusher(n: int) -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
+            i = 0
+            while not stop.is_set():
+                body = order_body(order_id=f"{n}-{i}")
+                try:
+                    r = c.post("/webhooks/standard/acme", content=body, headers=signed(body))
+                except httpx.TransportError:
+                    return  # the server closed: stopping
+                if r.status_code == 200:
+                    acked.append(1)
+                elif r.status_code >= 500:
+                    failed.append(r.status_code)
+                i += 1
+
+    threads = [threading.Thread(target=pusher, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    while len(acked) < 100:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert proc.returncode is not None
+    assert failed == []  # nothing in flight was refused while the hub drained
+    assert not Path(f"/proc/{children[0]}").exists()  # the writer exited too
+    counts = Store(config.parent / "hub.db").run(queries.counts)
+    assert counts["events"] >= len(acked)

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import marshal
+import signal
 import socket
 import sqlite3
 import struct
@@ -58,6 +59,11 @@ class StoreUnavailable(RuntimeError):
 def main(argv: list[str] | None = None) -> None:
     """`main()` with argv DB FD MAX_BATCH: how `IngestWriter` starts the writer."""
     db, fd, max_batch = (argv or sys.argv[1:])[:3]
+    # Ctrl-C in a terminal and a service manager's SIGTERM reach the whole group; the
+    # writer must outlive the hub's graceful stop (it commits what is in flight), and it
+    # exits once the hub closes the socket, or dies
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     turn = Turn(db)
     try:
