@@ -98,6 +98,25 @@ async def test_message_id_reused_with_a_different_body_is_refused(
     assert (await hub.store.read(queries.counts))["events"] == 1
 
 
+async def test_a_redelivery_reserialised_by_its_sender_is_a_duplicate(
+    client: httpx.AsyncClient, hub: Hub
+) -> None:
+    """The event stores the body's JSON text as sent; a sender that retries with the same
+    JSON in another key order or spacing redelivers the same message, not another one."""
+    first = order_body(order_id="7")
+    again = json.dumps(json.loads(first), sort_keys=True, indent=1).encode()
+    assert again != first
+    assert (
+        await client.post(URL, content=first, headers=signed(first, msg_id="m7"))
+    ).status_code == 200
+    r = await client.post(URL, content=again, headers=signed(again, msg_id="m7"))
+    assert r.status_code == 200
+    req = await last_request(hub)
+    assert (req["outcome"], req["reason"]) == ("duplicate", "duplicate")
+    (event,) = await hub.store.read(queries.events_for_order, "standard", "acme", "7")
+    assert event["payload"] == first.decode()  # byte for byte, as first delivered
+
+
 def _bad_inputs() -> list[tuple[str, str, dict[str, str], bytes, int, str]]:
     good = order_body()
     h = signed(good)
