@@ -8,6 +8,7 @@ their messages instead). Every other route goes through bearer-token auth.
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -34,6 +35,10 @@ class HubApp:
         @contextlib.asynccontextmanager
         async def run_hub(_app: Starlette) -> AsyncIterator[None]:
             async with hub.running():
+                # a served hub: what exists now (modules, settings, connectors, rules)
+                # lives as long as the process; keep it out of the collector's full
+                # passes, which otherwise walk it again and again during a burst
+                gc.freeze()
                 yield
 
         self.web = Starlette(

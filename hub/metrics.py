@@ -34,19 +34,19 @@ class Metrics:
         )
         self.batch_size = Histogram(
             "orderhook_writer_batch_size",
-            "Jobs committed together in one writer transaction",
+            "Requests committed together in one transaction of the ingest writer",
             buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
         self.batch_seconds = Histogram(
             "orderhook_writer_batch_seconds",
-            "Duration of one writer transaction including its commit",
+            "Duration of one ingest writer transaction including its commit",
             buckets=ACK_BUCKETS,
             registry=self.registry,
         )
         self.queue_depth = Gauge(
             "orderhook_writer_queue_depth",
-            "Jobs waiting for the writer",
+            "Jobs waiting for a commit (ingest writer and writer thread)",
             registry=self.registry,
         )
         self.events_unknown = Counter(

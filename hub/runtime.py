@@ -1,7 +1,7 @@
 """The running hub: settings, store, metrics and the background stages, started together.
 
     hub = Hub(settings)
-    async with hub.running():   # store + writer thread + post-commit stages
+    async with hub.running():   # store (ingest writer process, writer thread) + stages
         ...                     # serve hub.app
 
 Background stages are `async def run(hub)` coroutines listed in SERVICES; each one

@@ -1,7 +1,8 @@
 """SQL of the ingest path: record a request and its events, dedupe, decide the outcome.
 
-Runs in the writer thread, inside the batch transaction. Kept to a handful of cached
-statements per request: this is the hot path.
+The event loop turns each job into a plain tuple (`to_wire`); the ingest writer process
+(`ingest_process`) runs the rest inside its batch transaction. Kept to a handful of
+cached statements per batch: this is the hot path.
 """
 
 from __future__ import annotations
