@@ -11,6 +11,7 @@ that is the per-message durability check.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,7 +42,7 @@ def run(
             raws = [p.raw for p in batch]
             cpu = time.process_time()
             outcomes = loadgen.run_on_uvloop(
-                lambda raws=raws, rate=rate: loadgen.open_loop(hub.url, raws, rate=rate)
+                functools.partial(loadgen.open_loop, hub.url, raws, rate=rate)
             )
             generator_cpu = time.process_time() - cpu
             results.append(_measure(db, rate, batch, outcomes, generator_cpu))

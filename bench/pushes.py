@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from standardwebhooks import Webhook
 
@@ -50,7 +51,7 @@ def order_body(
 ) -> bytes:
     """An order push of a realistic size (~600 bytes): items, buyer, address."""
     stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-    items = [
+    items: list[dict[str, Any]] = [
         {
             "sku": f"SKU-{rng.randrange(10**6):06d}",
             "title": "Thermal mug 450 ml, stainless steel",
