@@ -72,88 +72,146 @@ def may_move(current: str | None, new: str) -> bool:
 
 
 def apply_pending(conn: sqlite3.Connection, limit: int = BATCH) -> list[Change]:
-    """Apply up to `limit` events past the cursor, in event order."""
+    """Apply up to `limit` events past the cursor, in event order.
+
+    The batch is worked in memory: one lookup of every order it touches, the state
+    machine run event by event over those rows (so the second event of an order sees
+    what the first made of it), then one row per order and one per transition written
+    a chunk at a time. All of it is inside the caller's transaction: a failure anywhere
+    leaves no event half applied and the cursor where it was."""
     after = queries.cursor(conn, STAGE)
     events = orders_sql.events_after(conn, after, limit)
-    now = iso_utc(utcnow())
-    changes = [apply_event(conn, ev, now) for ev in events]
-    if events:
-        queries.set_cursor(conn, STAGE, events[-1]["id"])
+    if not events:
+        return []
+    keys = dict.fromkeys((ev["platform"], ev["shop"], ev["order_id"]) for ev in events)
+    batch = _Batch(orders_sql.order_states(conn, keys), iso_utc(utcnow()))
+    changes = [batch.apply(ev) for ev in events]
+    batch.write(conn)
+    queries.set_cursor(conn, STAGE, events[-1]["id"])
     return changes
 
 
-def apply_event(conn: sqlite3.Connection, ev: dict[str, Any], now: str) -> Change:
-    key: OrderKey = (ev["platform"], ev["shop"], ev["order_id"])
-    new_facts = order_facts.extract(ev["platform"], json.loads(ev["payload"] or "null"))
-    status = ev["kind"] if ev["kind"] in EVENT_STATUS else None
-    cause = f"event:{ev['platform_type']}"
-    row = orders_sql.order_state(conn, key)
-    before = row["status"] if row else None
-    if row is None:
-        after, moved = status or "created", True
-        merged = new_facts
-    else:
-        moved = status is not None and may_move(before, status)
-        after = status if moved and status else before
-        merged = order_facts.merge(row["facts"], new_facts)
-    # an event that is only evidence (a late `paid` after `cancelled`) changes nothing,
-    # its amount included; one that moves the order, or carries no status, may update it
-    evidence_only = status is not None and not moved
-    orders_sql.save_order(
-        conn,
-        key,
-        new=row is None,
-        status=after,
-        amount=None if evidence_only else ev["amount"],
-        currency=None if evidence_only else ev["currency"],
-        facts=merged,
-        event_id=ev["id"],
-        occurred_at=ev["occurred_at"],
-        now=now,
-    )
-    if status is not None or row is None:
-        note = None if moved else _why_not(before, status or after)
-        if row is None and status is None:
-            note = "first event carries no status"
-        orders_sql.add_transition(
-            conn,
-            key,
-            before=before,
-            after=status or after,
-            applied=moved,
-            event_id=ev["id"],
-            cause=cause,
-            note=note,
-            now=now,
-        )
-    fresh = ev["amount"] is not None and not evidence_only
-    amount = ev["amount"] if fresh or row is None else row["amount"]
-    return Change(key, ev["id"], ev["kind"], before, after, moved, amount, merged)
+class _Batch:
+    """The orders one batch touches, as its events have left them so far."""
+
+    def __init__(self, stored: dict[OrderKey, dict[str, Any]], now: str) -> None:
+        self.orders = stored
+        self.now = now
+        self.first_event: dict[OrderKey, int] = {}  # orders this batch creates
+        self.touched: dict[OrderKey, int] = {}  # key -> its last event in the batch
+        self.transitions: list[tuple[Any, ...]] = []
+
+    def apply(self, ev: dict[str, Any]) -> Change:
+        key: OrderKey = (ev["platform"], ev["shop"], ev["order_id"])
+        new_facts = order_facts.extract(ev["platform"], json.loads(ev["payload"] or "null"))
+        status = ev["kind"] if ev["kind"] in EVENT_STATUS else None
+        row = self.orders.get(key)
+        before = row["status"] if row else None
+        if row is None:
+            after, moved = status or "created", True
+            row = self.orders[key] = {
+                "status": after,
+                "amount": ev["amount"],
+                "currency": ev["currency"],
+                "facts": new_facts,
+                "occurred_at": ev["occurred_at"],
+            }
+            self.first_event[key] = ev["id"]
+        else:
+            moved = status is not None and may_move(before, status)
+            after = status if moved and status else before
+            # an event that is only evidence (a late `paid` after `cancelled`) changes
+            # nothing, its amount included; one that moves the order, or carries no
+            # status, may update it
+            if status is None or moved:
+                row["amount"] = ev["amount"] if ev["amount"] is not None else row["amount"]
+                row["currency"] = ev["currency"] if ev["currency"] is not None else row["currency"]
+            row["status"] = after
+            row["facts"] = order_facts.merge(row["facts"], new_facts)
+            row["occurred_at"] = max(row["occurred_at"], ev["occurred_at"])
+        self.touched[key] = ev["id"]
+        if status is not None or before is None:
+            note = None if moved else _why_not(before, status or after)
+            if before is None and status is None:
+                note = "first event carries no status"
+            self.transitions.append(
+                orders_sql.transition_row(
+                    key,
+                    before=before,
+                    after=status or after,
+                    applied=moved,
+                    event_id=ev["id"],
+                    cause=f"event:{ev['platform_type']}",
+                    note=note,
+                    now=self.now,
+                )
+            )
+        return Change(key, ev["id"], ev["kind"], before, after, moved, row["amount"], row["facts"])
+
+    def write(self, conn: sqlite3.Connection) -> None:
+        rows = []
+        for key, last_event_id in self.touched.items():
+            row = self.orders[key]
+            rows.append(
+                orders_sql.order_row(
+                    key,
+                    status=row["status"],
+                    amount=row["amount"],
+                    currency=row["currency"],
+                    facts=row["facts"],
+                    first_event_id=self.first_event.get(key, last_event_id),
+                    last_event_id=last_event_id,
+                    occurred_at=row["occurred_at"],
+                    now=self.now,
+                )
+            )
+        orders_sql.save_orders(conn, rows)
+        orders_sql.add_transitions(conn, self.transitions)
 
 
 def advance(conn: sqlite3.Connection, key: OrderKey, status: str, cause: str) -> bool:
     """Move an order forward to a status a stage decided (assigned, picking, packed).
 
     Returns False (and records nothing) when the order is absent or already past it."""
-    if status not in RANK:
-        raise ValueError(f"unknown order status {status!r}")
-    row = orders_sql.order_state(conn, key)
-    if row is None or not may_move(row["status"], status):
-        return False
-    now = iso_utc(utcnow())
-    orders_sql.set_status(conn, key, status, now)
-    orders_sql.add_transition(
-        conn,
-        key,
-        before=row["status"],
-        after=status,
-        applied=True,
-        event_id=None,
-        cause=cause,
-        note=None,
-        now=now,
-    )
-    return True
+    return advance_many(conn, [(key, status, cause)], iso_utc(utcnow()))[0]
+
+
+def advance_many(
+    conn: sqlite3.Connection, moves: list[tuple[OrderKey, str, str]], now: str
+) -> list[bool]:
+    """`advance` for many (key, status, cause), in order, with one lookup and two writes."""
+    for _key, status, _cause in moves:
+        if status not in RANK:
+            raise ValueError(f"unknown order status {status!r}")
+    if not moves:
+        return []
+    current = orders_sql.order_statuses(conn, dict.fromkeys(key for key, _s, _c in moves))
+    changed: dict[OrderKey, str] = {}
+    transitions = []
+    done = []
+    for key, status, cause in moves:
+        before = current.get(key)
+        if before is None or not may_move(before, status):
+            done.append(False)
+            continue
+        current[key] = changed[key] = status
+        transitions.append(
+            orders_sql.transition_row(
+                key,
+                before=before,
+                after=status,
+                applied=True,
+                event_id=None,
+                cause=cause,
+                note=None,
+                now=now,
+            )
+        )
+        done.append(True)
+    if changed:
+        orders_sql.set_statuses(conn, changed.items(), now)
+        orders_sql.add_transitions(conn, transitions)
+    return done
 
 
 def _why_not(current: str | None, status: str) -> str:

@@ -54,11 +54,20 @@ def describe_group(loads: list[dict[str, Any]], group: str) -> str:
 
 
 def hand_out(conn: sqlite3.Connection, config: DispatchConfig, now: str) -> list[Assignment]:
-    """Give queued tasks to available operators until the queues or capacity run out."""
+    """Give queued tasks to available operators until the queues or capacity run out.
+
+    Loads are read once and kept current in memory as tasks are given (open count and
+    round-robin sequence, exactly as the table will hold them); the assignments are
+    written together at the end."""
     withdraw_unavailable(conn, now)
+    groups = sorted(dispatch_sql.groups_with_queue(conn))
+    if not groups:
+        return []
+    loads = dispatch_sql.operator_loads(conn)
+    seq = dispatch_sql.last_assigned_seq(conn)
+    given: list[tuple[dict[str, Any], str, str, int]] = []
     done: list[Assignment] = []
-    for group in sorted(dispatch_sql.groups_with_queue(conn)):
-        loads = dispatch_sql.operator_loads(conn)
+    for group in groups:
         free = sum(op["capacity"] - op["open"] for op in loads if available(op, group))
         if not free:
             continue  # a full group: its queue is not even read (it may be long tonight)
@@ -74,10 +83,12 @@ def hand_out(conn: sqlite3.Connection, config: DispatchConfig, now: str) -> list
                 f"least loaded in {group}: {op['name']} had {op['open']}/{op['capacity']} open"
                 + (f" (others: {others})" if others != "no operators in this group" else "")
             )
-            give(conn, task, op["name"], why, now)
+            seq += 1
             op["open"] += 1
-            op["last_assigned_seq"] = max(o["last_assigned_seq"] for o in loads) + 1
+            op["last_assigned_seq"] = seq
+            given.append((task, op["name"], why, seq))
             done.append(Assignment(task["id"], op["name"], group, why))
+    record(conn, given, now)
     return done
 
 
@@ -99,8 +110,34 @@ def withdraw_unavailable(conn: sqlite3.Connection, now: str) -> int:
 
 
 def give(conn: sqlite3.Connection, task: dict[str, Any], operator: str, why: str, now: str) -> None:
-    key = (task["platform"], task["shop"], task["order_id"])
-    dispatch_sql.assign_task(conn, task["id"], operator, now)
-    dispatch_sql.mark_assigned(conn, operator)
-    orders.advance(conn, key, "assigned", f"task:{task['id']} assigned to {operator}")
-    dispatch_sql.log_task(conn, "assigned", now, task, operator=operator, detail=why)
+    record(conn, [(task, operator, why, dispatch_sql.last_assigned_seq(conn) + 1)], now)
+
+
+def record(
+    conn: sqlite3.Connection, given: list[tuple[dict[str, Any], str, str, int]], now: str
+) -> None:
+    """Write (task, operator, why, round-robin sequence) assignments: the tasks, the
+    operators' place in the round robin, the orders' move to assigned, the decisions."""
+    if not given:
+        return
+    dispatch_sql.assign_tasks(conn, [(task["id"], operator) for task, operator, _, _ in given], now)
+    dispatch_sql.set_assigned_seqs(conn, {op: seq for _, op, _, seq in given}.items())
+    orders.advance_many(
+        conn,
+        [
+            (
+                (task["platform"], task["shop"], task["order_id"]),
+                "assigned",
+                f"task:{task['id']} assigned to {operator}",
+            )
+            for task, operator, _, _ in given
+        ],
+        now,
+    )
+    dispatch_sql.log_rows(
+        conn,
+        [
+            dispatch_sql.task_log_row("assigned", now, task, operator=operator, detail=why)
+            for task, operator, why, _ in given
+        ],
+    )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from hub.store.orders_sql import OrderKey
+from hub.store.batch_sql import as_json, insert_many
+from hub.store.orders_sql import ORDER_KEY_IN, OrderKey
 
 OPEN_STATES = ("queued", "assigned", "claimed")
 TASK_COLUMNS = (
@@ -15,6 +16,7 @@ TASK_COLUMNS = (
     "waiting_since, assigned_at, claimed_at, escalated_at, released_by, closed_at, "
     "close_reason, updated_at"
 )
+TASK_NAMES = tuple(name.strip() for name in TASK_COLUMNS.split(","))
 
 
 def _rows(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
@@ -25,8 +27,12 @@ def _rows(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
 # --- decisions -----------------------------------------------------------------------
 
 
-def log(
-    conn: sqlite3.Connection,
+def log(conn: sqlite3.Connection, decision: str, now: str, **fields: Any) -> None:
+    """One decision, written now (`fields` as `log_row` takes them)."""
+    log_rows(conn, [log_row(decision, now, **fields)])
+
+
+def log_row(
     decision: str,
     now: str,
     *,
@@ -36,12 +42,19 @@ def log(
     operator: str | None = None,
     rule: str | None = None,
     detail: str = "",
-) -> None:
-    conn.execute(
-        "INSERT INTO dispatch_log (at, decision, platform, shop, order_id, task_id, grp, "
-        "operator, rule, detail) VALUES (?,?,?,?,?,?,?,?,?,?)",
-        (now, decision, *(key or (None, None, None)), task_id, group, operator, rule, detail),
-    )
+) -> tuple[Any, ...]:
+    """One decision, to be written by `log_rows` (ids follow the order of the rows)."""
+    return (now, decision, *(key or (None, None, None)), task_id, group, operator, rule, detail)
+
+
+INSERT_LOG = """
+INSERT INTO dispatch_log (at, decision, platform, shop, order_id, task_id, grp, operator,
+    rule, detail)
+VALUES """
+
+
+def log_rows(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    insert_many(conn, INSERT_LOG, rows)
 
 
 _HOLDER = object()
@@ -58,8 +71,13 @@ def log_task(
 ) -> None:
     """A decision about a task: order, group and rule come from the task row; the
     operator defaults to whoever holds it."""
-    log(
-        conn,
+    log_rows(conn, [task_log_row(decision, now, task, detail=detail, operator=operator)])
+
+
+def task_log_row(
+    decision: str, now: str, task: dict[str, Any], *, detail: str, operator: Any = _HOLDER
+) -> tuple[Any, ...]:
+    return log_row(
         decision,
         now,
         key=(task["platform"], task["shop"], task["order_id"]),
@@ -87,12 +105,15 @@ def decisions(
 
 
 def task_for_order(conn: sqlite3.Connection, key: OrderKey) -> dict[str, Any] | None:
-    cur = conn.execute(
-        f"SELECT {TASK_COLUMNS} FROM tasks WHERE platform = ? AND shop = ? AND order_id = ?",
-        key,
-    )
-    rows = _rows(cur)
-    return rows[0] if rows else None
+    return tasks_for_orders(conn, [key]).get(key)
+
+
+def tasks_for_orders(
+    conn: sqlite3.Connection, keys: Iterable[OrderKey]
+) -> dict[OrderKey, dict[str, Any]]:
+    """The task of each of these orders that has one, in one query."""
+    cur = conn.execute(f"SELECT {TASK_COLUMNS} FROM tasks WHERE {ORDER_KEY_IN}", (as_json(keys),))
+    return {(t["platform"], t["shop"], t["order_id"]): t for t in _rows(cur)}
 
 
 def get_task(conn: sqlite3.Connection, task_id: int) -> dict[str, Any] | None:
@@ -103,12 +124,47 @@ def get_task(conn: sqlite3.Connection, task_id: int) -> dict[str, Any] | None:
 def create_task(
     conn: sqlite3.Connection, key: OrderKey, group: str, priority: int, rule: str | None, now: str
 ) -> int:
-    cur = conn.execute(
-        "INSERT INTO tasks (platform, shop, order_id, grp, priority, rule, state, created_at, "
-        "waiting_since, updated_at) VALUES (?,?,?,?,?,?,'queued',?,?,?)",
-        (*key, group, priority, rule, now, now, now),
+    task = new_task(next_task_id(conn), key, group, priority, rule, now)
+    insert_tasks(conn, [task])
+    return int(task["id"])
+
+
+def next_task_id(conn: sqlite3.Connection) -> int:
+    """The id SQLite would give the next task: callers inside one write transaction
+    number a batch of tasks themselves, so decisions can name them before the insert."""
+    return int(conn.execute("SELECT coalesce(max(id), 0) + 1 FROM tasks").fetchone()[0])
+
+
+def new_task(
+    task_id: int, key: OrderKey, group: str, priority: int, rule: str | None, now: str
+) -> dict[str, Any]:
+    """A queued task as `insert_tasks` writes it (callers may close it before that)."""
+    task: dict[str, Any] = dict.fromkeys(TASK_NAMES)
+    platform, shop, order_id = key
+    task.update(
+        id=task_id,
+        platform=platform,
+        shop=shop,
+        order_id=order_id,
+        grp=group,
+        priority=priority,
+        rule=rule,
+        state="queued",
+        queue="group",
+        created_at=now,
+        waiting_since=now,
+        updated_at=now,
     )
-    return int(cur.lastrowid or 0)
+    return task
+
+
+def insert_tasks(conn: sqlite3.Connection, tasks: Sequence[dict[str, Any]]) -> None:
+    """Tasks from `new_task`, every column as the dict holds it."""
+    insert_many(
+        conn,
+        f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ",
+        [tuple(task[name] for name in TASK_NAMES) for task in tasks],
+    )
 
 
 def queued_tasks(conn: sqlite3.Connection, group: str, limit: int) -> list[dict[str, Any]]:
@@ -128,11 +184,12 @@ def groups_with_queue(conn: sqlite3.Connection) -> list[str]:
     return [r[0] for r in rows]
 
 
-def assign_task(conn: sqlite3.Connection, task_id: int, operator: str, now: str) -> None:
+def assign_tasks(conn: sqlite3.Connection, given: Iterable[tuple[int, str]], now: str) -> None:
+    """(task id, operator) pairs: each task assigned to its operator."""
     conn.execute(
-        "UPDATE tasks SET state = 'assigned', assignee = ?, assigned_at = ?, updated_at = ? "
-        "WHERE id = ?",
-        (operator, now, now, task_id),
+        "UPDATE tasks SET state = 'assigned', assignee = j.value ->> 1, assigned_at = ?, "
+        "updated_at = ? FROM json_each(?) AS j WHERE tasks.id = j.value ->> 0",
+        (now, now, as_json(given)),
     )
 
 
@@ -168,19 +225,30 @@ def requeue_task(
 
 def held_by_unavailable(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     """Assigned, unclaimed tasks whose operator is away, off or no longer configured."""
-    columns = ", ".join(f"t.{c.strip()}" for c in TASK_COLUMNS.split(","))
+    columns = ", ".join(f"t.{name}" for name in TASK_NAMES)
+    # operators first (CROSS JOIN keeps that order): every hand-out asks this, and
+    # without statistics SQLite would walk every assigned task to find the few held by
+    # someone away; this way it reads the few operators and their tasks by index
     cur = conn.execute(
-        f"SELECT {columns}, o.status AS operator_status, o.configured FROM tasks t "
-        "JOIN operators o ON o.name = t.assignee "
-        "WHERE t.state = 'assigned' AND (o.status != 'working' OR o.configured = 0)"
+        f"SELECT {columns}, o.status AS operator_status, o.configured FROM operators o "
+        "CROSS JOIN tasks t ON t.assignee = o.name AND t.state = 'assigned' "
+        "WHERE o.status != 'working' OR o.configured = 0"
     )
     return _rows(cur)
 
 
 def close_task(conn: sqlite3.Connection, task_id: int, state: str, reason: str, now: str) -> None:
+    close_tasks(conn, [(task_id, state, reason)], now)
+
+
+def close_tasks(
+    conn: sqlite3.Connection, closing: Iterable[tuple[int, str, str]], now: str
+) -> None:
+    """(task id, final state, reason) for each task to close."""
     conn.execute(
-        "UPDATE tasks SET state = ?, close_reason = ?, closed_at = ?, updated_at = ? WHERE id = ?",
-        (state, reason, now, now, task_id),
+        "UPDATE tasks SET state = j.value ->> 1, close_reason = j.value ->> 2, closed_at = ?, "
+        "updated_at = ? FROM json_each(?) AS j WHERE tasks.id = j.value ->> 0",
+        (now, now, as_json(closing)),
     )
 
 
@@ -294,11 +362,19 @@ def get_operator(conn: sqlite3.Connection, name: str) -> dict[str, Any] | None:
     return next((o for o in operator_loads(conn) if o["name"] == name), None)
 
 
-def mark_assigned(conn: sqlite3.Connection, name: str) -> None:
+def last_assigned_seq(conn: sqlite3.Connection) -> int:
+    """The round-robin clock: the highest sequence any operator was given a task at."""
+    return int(
+        conn.execute("SELECT coalesce(max(last_assigned_seq), 0) FROM operators").fetchone()[0]
+    )
+
+
+def set_assigned_seqs(conn: sqlite3.Connection, seqs: Iterable[tuple[str, int]]) -> None:
+    """(operator, sequence of the last task it was given) pairs."""
     conn.execute(
-        "UPDATE operators SET last_assigned_seq = "
-        "(SELECT coalesce(max(last_assigned_seq), 0) + 1 FROM operators) WHERE name = ?",
-        (name,),
+        "UPDATE operators SET last_assigned_seq = j.value ->> 1 FROM json_each(?) AS j "
+        "WHERE operators.name = j.value ->> 0",
+        (as_json(seqs),),
     )
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable, Sequence
 from typing import Any
+
+from hub.store.batch_sql import as_json, insert_many
 
 OrderKey = tuple[str, str, str]  # platform, shop, order_id
 
@@ -23,80 +26,112 @@ def events_after(conn: sqlite3.Connection, after_id: int, limit: int) -> list[di
     return _rows(cur)
 
 
+# the orders whose keys one JSON parameter lists: one indexed search per key
+ORDER_KEY_IN = (
+    "(platform, shop, order_id) IN (SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?))"
+)
+
+
 def order_state(conn: sqlite3.Connection, key: OrderKey) -> dict[str, Any] | None:
+    return order_states(conn, [key]).get(key)
+
+
+def order_states(conn: sqlite3.Connection, keys: Iterable[OrderKey]) -> dict[OrderKey, dict]:
+    """The stored state of each of these orders (absent ones are left out), in one query."""
     cur = conn.execute(
-        "SELECT status, amount, currency, facts, route_group, route_rule FROM orders "
-        "WHERE platform = ? AND shop = ? AND order_id = ?",
-        key,
+        "SELECT platform, shop, order_id, status, amount, currency, facts, occurred_at, "
+        f"route_group, route_rule FROM orders WHERE {ORDER_KEY_IN}",
+        (as_json(keys),),
     )
-    rows = _rows(cur)
-    if not rows:
-        return None
-    row = rows[0]
-    row["facts"] = json.loads(row["facts"] or "{}")
-    return row
+    found = {}
+    for row in _rows(cur):
+        key = (row.pop("platform"), row.pop("shop"), row.pop("order_id"))
+        row["facts"] = json.loads(row["facts"] or "{}")
+        found[key] = row
+    return found
 
 
-def save_order(
-    conn: sqlite3.Connection,
+def order_statuses(conn: sqlite3.Connection, keys: Iterable[OrderKey]) -> dict[OrderKey, str]:
+    cur = conn.execute(
+        f"SELECT platform, shop, order_id, status FROM orders WHERE {ORDER_KEY_IN}",
+        (as_json(keys),),
+    )
+    return {(p, s, o): status for p, s, o, status in cur.fetchall()}
+
+
+# a whole row per order touched by the batch: the stage computed its final state, so
+# the columns an existing order keeps (first_event_id, created_at) are left alone
+SAVE_ORDERS = """
+INSERT INTO orders (platform, shop, order_id, status, amount, currency, facts,
+    first_event_id, last_event_id, occurred_at, created_at, updated_at)
+VALUES """
+SAVE_ORDERS_TAIL = """
+ON CONFLICT (platform, shop, order_id) DO UPDATE SET status = excluded.status,
+    amount = excluded.amount, currency = excluded.currency, facts = excluded.facts,
+    last_event_id = excluded.last_event_id, occurred_at = excluded.occurred_at,
+    updated_at = excluded.updated_at"""
+
+
+def order_row(
     key: OrderKey,
     *,
-    new: bool,
     status: str,
     amount: str | None,
     currency: str | None,
     facts: dict[str, Any],
-    event_id: int,
+    first_event_id: int,
+    last_event_id: int,
     occurred_at: str,
     now: str,
+) -> tuple[Any, ...]:
+    return (
+        *key,
+        status,
+        amount,
+        currency,
+        _json(facts),
+        first_event_id,
+        last_event_id,
+        occurred_at,
+        now,
+        now,
+    )
+
+
+def save_orders(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert new orders and replace the state of known ones (rows from `order_row`)."""
+    insert_many(conn, SAVE_ORDERS, rows, SAVE_ORDERS_TAIL)
+
+
+def set_statuses(
+    conn: sqlite3.Connection, statuses: Iterable[tuple[OrderKey, str]], now: str
 ) -> None:
-    """Insert the order (`new`) or fold one more event into it."""
-    if new:
-        conn.execute(
-            "INSERT INTO orders (platform, shop, order_id, status, amount, currency, facts, "
-            "first_event_id, last_event_id, occurred_at, created_at, updated_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                *key,
-                status,
-                amount,
-                currency,
-                _json(facts),
-                event_id,
-                event_id,
-                occurred_at,
-                now,
-                now,
-            ),
-        )
-        return
     conn.execute(
-        "UPDATE orders SET status = ?, amount = coalesce(?, amount), "
-        "currency = coalesce(?, currency), facts = ?, last_event_id = ?, "
-        "occurred_at = max(occurred_at, ?), updated_at = ? "
-        "WHERE platform = ? AND shop = ? AND order_id = ?",
-        (status, amount, currency, _json(facts), event_id, occurred_at, now, *key),
+        "UPDATE orders SET status = j.value ->> 3, updated_at = ? FROM json_each(?) AS j "
+        "WHERE orders.platform = j.value ->> 0 AND orders.shop = j.value ->> 1 "
+        "AND orders.order_id = j.value ->> 2",
+        (now, as_json((*key, status) for key, status in statuses)),
     )
 
 
-def set_status(conn: sqlite3.Connection, key: OrderKey, status: str, now: str) -> None:
+def set_routes(
+    conn: sqlite3.Connection, routes: Iterable[tuple[OrderKey, str, str | None]]
+) -> None:
     conn.execute(
-        "UPDATE orders SET status = ?, updated_at = ? "
-        "WHERE platform = ? AND shop = ? AND order_id = ?",
-        (status, now, *key),
+        "UPDATE orders SET route_group = j.value ->> 3, route_rule = j.value ->> 4 "
+        "FROM json_each(?) AS j WHERE orders.platform = j.value ->> 0 "
+        "AND orders.shop = j.value ->> 1 AND orders.order_id = j.value ->> 2",
+        (as_json((*key, group, rule) for key, group, rule in routes),),
     )
 
 
-def set_route(conn: sqlite3.Connection, key: OrderKey, group: str, rule: str | None) -> None:
-    conn.execute(
-        "UPDATE orders SET route_group = ?, route_rule = ? "
-        "WHERE platform = ? AND shop = ? AND order_id = ?",
-        (group, rule, *key),
-    )
+ADD_TRANSITIONS = """
+INSERT INTO order_transitions (platform, shop, order_id, from_status, to_status, applied,
+    event_id, cause, note, at)
+VALUES """
 
 
-def add_transition(
-    conn: sqlite3.Connection,
+def transition_row(
     key: OrderKey,
     *,
     before: str | None,
@@ -106,12 +141,13 @@ def add_transition(
     cause: str,
     note: str | None,
     now: str,
-) -> None:
-    conn.execute(
-        "INSERT INTO order_transitions (platform, shop, order_id, from_status, to_status, "
-        "applied, event_id, cause, note, at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-        (*key, before, after, int(applied), event_id, cause, note, now),
-    )
+) -> tuple[Any, ...]:
+    return (*key, before, after, int(applied), event_id, cause, note, now)
+
+
+def add_transitions(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Rows from `transition_row`, in order (their ids follow it)."""
+    insert_many(conn, ADD_TRANSITIONS, rows)
 
 
 def transitions(conn: sqlite3.Connection, key: OrderKey) -> list[dict[str, Any]]:

@@ -1,0 +1,174 @@
+"""Post-commit stage benchmark: CPU and SQL statements per applied event of
+`hub.dispatch.engine.process` (apply to orders, route, close, hand out), without HTTP.
+
+    .venv/bin/python -m bench.stage                         # 20,000 new paid orders
+    .venv/bin/python -m bench.stage --mix --batch 500       # created/paid/shipped/cancelled
+    .venv/bin/python -m bench.stage --events 5000 --out bench/stage.json
+
+The events are written first (as ingest writes them); then the stage is run batch after
+batch, each batch in its own transaction as in the hub, and only the time inside
+`process` is counted (process CPU time: the cost the writer thread holds the GIL for),
+not the commit. Prints one JSON document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from bench.dispatch import PROVINCES, config_text
+from connectors.base import Reply
+from hub import settings as settings_mod
+from hub.dispatch import engine, state
+from hub.dispatch.config import DispatchConfig
+from hub.model import Kind, OrderEvent
+from hub.store import Store, ingest_sql
+from hub.store.ingest_sql import IngestJob, RequestRecord
+from hub.store.writer import connect
+
+WRITE_CHUNK = 1000
+
+
+def events(n: int, mix: bool, rng: random.Random) -> list[OrderEvent]:
+    """`n` events: new paid orders, or (--mix) orders that are created, paid, then some
+    shipped or cancelled, interleaved as a busy night delivers them (a few late)."""
+    start = datetime(2026, 11, 11, tzinfo=UTC)
+    out: list[OrderEvent] = []
+    order = 0
+    while len(out) < n:
+        order += 1
+        flow = [Kind.PAID]
+        if mix:
+            flow = [Kind.CREATED, Kind.PAID, rng.choice([Kind.SHIPPED, Kind.CANCELLED, Kind.OTHER])]
+            if rng.random() < 0.1:
+                flow[0], flow[1] = flow[1], flow[0]  # paid before created: out of order
+        for step, kind in enumerate(flow):
+            data = {
+                "order_id": f"S{order:09d}",
+                "amount": f"{rng.randrange(100, 200000) / 100:.2f}",
+                "currency": "CNY",
+                "province": rng.choice(PROVINCES),
+                "items": [{"sku": f"X-{rng.randrange(1000)}", "category": "misc", "qty": 1}],
+            }
+            out.append(
+                OrderEvent(
+                    platform="standard",
+                    shop="bench",
+                    kind=kind,
+                    order_id=data["order_id"],
+                    occurred_at=start + timedelta(seconds=order, milliseconds=step),
+                    platform_type=f"order.{kind.value}",
+                    message_id=f"msg_{order}_{step}",
+                    amount=Decimal(data["amount"]),
+                    currency="CNY",
+                    payload={"type": f"order.{kind.value}", "data": data},
+                    dedupe_key=f"m:standard:bench:msg_{order}_{step}",
+                )
+            )
+    if mix:  # interleave orders so one batch holds several events of many orders
+        out.sort(key=lambda e: (e.occurred_at.timestamp() // 1) // 50 + rng.random())
+    return out[:n]
+
+
+def write_events(conn: sqlite3.Connection, batch: list[OrderEvent]) -> None:
+    ctx = ingest_sql.BatchContext()
+    conn.execute("BEGIN IMMEDIATE")
+    ctx.begin(conn)
+    for event in batch:
+        record = RequestRecord(
+            received_at=ctx.now,
+            method="POST",
+            path="/webhooks/standard/bench",
+            query="",
+            headers=[],
+            body=b"{}",
+            peer=None,
+            platform="standard",
+            shop="bench",
+        )
+        ingest_sql.ingest(conn, ctx, IngestJob(record, [event], Reply(200, b"{}")))
+    ingest_sql.flush(conn, ctx)
+    conn.execute("COMMIT")
+
+
+def run_stage(conn: sqlite3.Connection, config: DispatchConfig, batch: int) -> dict:
+    statements = 0
+
+    def count(_sql: str) -> None:
+        nonlocal statements
+        statements += 1
+
+    applied = routed = assigned = 0
+    cpu = 0.0
+    wall = 0.0
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.set_trace_callback(count)
+        c0, w0 = time.process_time(), time.perf_counter()
+        result = engine.process(conn, config, batch)
+        cpu += time.process_time() - c0
+        wall += time.perf_counter() - w0
+        conn.set_trace_callback(None)
+        conn.execute("COMMIT")
+        applied += result.applied
+        routed += len(result.routed)
+        assigned += len(result.assigned)
+        if result.applied < batch:
+            break
+    return {
+        "applied": applied,
+        "routed": routed,
+        "assigned": assigned,
+        "cpu_us_per_event": round(cpu * 1e6 / max(applied, 1), 1),
+        "wall_us_per_event": round(wall * 1e6 / max(applied, 1), 1),
+        "statements_per_event": round(statements / max(applied, 1), 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=20000)
+    parser.add_argument("--batch", type=int, default=100, help="events per process() call")
+    parser.add_argument("--rules", type=int, default=200)
+    parser.add_argument("--mix", action="store_true", help="several events per order")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "stage.db"
+        path = Path(tmp) / "stage.toml"
+        path.write_text(config_text(db, args.rules), encoding="utf-8")
+        config = settings_mod.load(path, env={}).sections["dispatch"]
+        store = Store(db)
+        store.run(state.sync, config)
+        conn = connect(db)
+        conn.execute("PRAGMA synchronous=OFF")  # the commit is not what is measured
+        print(f"writing {args.events} events...", file=sys.stderr)
+        todo = events(args.events, args.mix, random.Random(5))
+        for at in range(0, len(todo), WRITE_CHUNK):
+            write_events(conn, todo[at : at + WRITE_CHUNK])
+        print(f"applying in batches of {args.batch}...", file=sys.stderr)
+        result = {
+            "benchmark": "stage",
+            "events": args.events,
+            "mix": args.mix,
+            "batch": args.batch,
+            "rules": len(config.rules),
+            **run_stage(conn, config, args.batch),
+        }
+        conn.close()
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
