@@ -3,12 +3,14 @@
 
     .venv/bin/python -m bench.stage                         # 20,000 new paid orders
     .venv/bin/python -m bench.stage --mix --batch 500       # created/paid/shipped/cancelled
-    .venv/bin/python -m bench.stage --events 5000 --out bench/stage.json
+    .venv/bin/python -m bench.stage --events 5000 --repeat 5 --out bench/stage.json
 
 The events are written first (as ingest writes them); then the stage is run batch after
 batch, each batch in its own transaction as in the hub, and only the time inside
-`process` is counted (process CPU time: the cost the writer thread holds the GIL for),
-not the commit. Prints one JSON document.
+`process` is counted, not the commit: process CPU time, Python and SQLite together
+(SQLite's steps run without the GIL, the rest holds it), and the SQL statements run.
+The machine is shared, so each figure is the cheapest of `--repeat` runs. Prints one
+JSON document.
 """
 
 from __future__ import annotations
@@ -133,37 +135,51 @@ def run_stage(conn: sqlite3.Connection, config: DispatchConfig, batch: int) -> d
     }
 
 
+def once(args: argparse.Namespace) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "stage.db"
+        path = Path(tmp) / "stage.toml"
+        path.write_text(config_text(db, args.rules), encoding="utf-8")
+        config = settings_mod.load(path, env={}).sections["dispatch"]
+        Store(db).run(state.sync, config)
+        conn = connect(db)
+        conn.execute("PRAGMA synchronous=OFF")  # the commit is not what is measured
+        todo = events(args.events, args.mix, random.Random(5))
+        for at in range(0, len(todo), WRITE_CHUNK):
+            write_events(conn, todo[at : at + WRITE_CHUNK])
+        try:
+            return {"rules": len(config.rules), **run_stage(conn, config, args.batch)}
+        finally:
+            conn.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--batch", type=int, default=100, help="events per process() call")
     parser.add_argument("--rules", type=int, default=200)
     parser.add_argument("--mix", action="store_true", help="several events per order")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs; the cheapest counts (a shared machine)"
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "stage.db"
-        path = Path(tmp) / "stage.toml"
-        path.write_text(config_text(db, args.rules), encoding="utf-8")
-        config = settings_mod.load(path, env={}).sections["dispatch"]
-        store = Store(db)
-        store.run(state.sync, config)
-        conn = connect(db)
-        conn.execute("PRAGMA synchronous=OFF")  # the commit is not what is measured
-        print(f"writing {args.events} events...", file=sys.stderr)
-        todo = events(args.events, args.mix, random.Random(5))
-        for at in range(0, len(todo), WRITE_CHUNK):
-            write_events(conn, todo[at : at + WRITE_CHUNK])
-        print(f"applying in batches of {args.batch}...", file=sys.stderr)
-        result = {
-            "benchmark": "stage",
-            "events": args.events,
-            "mix": args.mix,
-            "batch": args.batch,
-            "rules": len(config.rules),
-            **run_stage(conn, config, args.batch),
-        }
-        conn.close()
+    runs = []
+    for n in range(args.repeat):
+        print(
+            f"run {n + 1}/{args.repeat}: {args.events} events, batches of {args.batch}...",
+            file=sys.stderr,
+        )
+        runs.append(once(args))
+    best = min(runs, key=lambda run: run["cpu_us_per_event"])
+    result = {
+        "benchmark": "stage",
+        "events": args.events,
+        "mix": args.mix,
+        "batch": args.batch,
+        **best,
+        "cpu_us_per_event_all_runs": [run["cpu_us_per_event"] for run in runs],
+    }
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
+from itertools import chain
 from typing import Any
 
 # rows per INSERT: a batch of n rows takes at most a few statements, from a few texts
@@ -29,11 +30,11 @@ def insert_many(
     at = 0
     for size in CHUNKS:
         while len(rows) - at >= size:
-            params = [value for row in rows[at : at + size] for value in row]
+            params = list(chain.from_iterable(rows[at : at + size]))
             conn.execute(head + ",".join([one] * size) + tail, params)
             at += size
 
 
 def as_json(rows: Iterable[Sequence[Any]]) -> str:
     """Rows as one JSON array of arrays, for `json_each(?)` (`value ->> 0`, ...)."""
-    return json.dumps([list(row) for row in rows], ensure_ascii=False, separators=(",", ":"))
+    return json.dumps([*rows], ensure_ascii=False, separators=(",", ":"))  # tuples: arrays

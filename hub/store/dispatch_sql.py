@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from hub.store.batch_sql import as_json, insert_many
@@ -17,6 +18,7 @@ TASK_COLUMNS = (
     "close_reason, updated_at"
 )
 TASK_NAMES = tuple(name.strip() for name in TASK_COLUMNS.split(","))
+_task_values = itemgetter(*TASK_NAMES)
 
 
 def _rows(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
@@ -163,7 +165,7 @@ def insert_tasks(conn: sqlite3.Connection, tasks: Sequence[dict[str, Any]]) -> N
     insert_many(
         conn,
         f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ",
-        [tuple(task[name] for name in TASK_NAMES) for task in tasks],
+        [_task_values(task) for task in tasks],
     )
 
 
