@@ -24,10 +24,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("orderhook.dispatch")
 
-# events per dispatch job: the job shares the writer's transaction with the pushes
-# waiting for their ack, so a backlog is worked off in slices (~0.5 ms an event)
-# instead of one long transaction that would hold those acks back
-BATCH = 100
+# events per dispatch job. The job shares the writer's transaction with the pushes
+# waiting for their ack, and the next job is only sent after that transaction commits,
+# so a backlog shrinks by at most BATCH events per commit while ingest adds one event
+# per push in the same transaction (hundreds under load). Batched, the stage costs
+# ~0.15-0.2 ms an event here (bench/stage.py: 200 rules, new paid orders), so a full
+# slice holds those acks ~70-100 ms, and only while a backlog exists (in step, a job
+# takes the few events since the last commit). With 100 the stage fell 4-7 s behind
+# at 1,500-2,000 pushes/s on the 2-core machine; with 500 it stayed within ~0.2 s of
+# the acks, which were no worse (docs/dispatch.md, "Measured").
+BATCH = 500
 
 # Acks first: while this many requests wait for their commit (the ingest writer is
 # saturated), the stage takes at most a third of the time, sleeping twice as long as
