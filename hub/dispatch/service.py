@@ -27,12 +27,15 @@ log = logging.getLogger("orderhook.dispatch")
 # events per dispatch job. The job shares the writer's transaction with the pushes
 # waiting for their ack, and the next job is only sent after that transaction commits,
 # so a backlog shrinks by at most BATCH events per commit while ingest adds one event
-# per push in the same transaction (hundreds under load). Batched, the stage costs
-# ~0.15-0.2 ms an event here (bench/stage.py: 200 rules, new paid orders), so a full
-# slice holds those acks ~70-100 ms, and only while a backlog exists (in step, a job
-# takes the few events since the last commit). With 100 the stage fell 4-7 s behind
-# at 1,500-2,000 pushes/s on the 2-core machine; with 500 it stayed within ~0.2 s of
-# the acks, which were no worse (docs/dispatch.md, "Measured").
+# per push to the same transaction (hundreds when busy). Batched, the stage costs
+# ~0.15-0.2 ms an event (bench/stage.py: 200 rules, new paid orders): a full slice
+# holds those acks ~70-100 ms more, and only while a backlog exists (in step, a job
+# takes the few events since the last commit). On the shared 2-core machine, 100
+# (and 200) left assignment 4-9 s behind the acks at 1,500-2,000 pushes/s whatever
+# the per-event cost; 500 kept it within ~0.2 s. When the machine cannot do both,
+# though, that work competes with ingest: at 2,000/s, where ingest alone was saturated,
+# ack p99 was 4.9-6.8 s with 500 against 2.1-3.5 s with 100. Keeping acks first under
+# overload is the scheduler's call (yield to ingest), not this slice size's.
 BATCH = 500
 
 # Acks first: while this many requests wait for their commit (the ingest writer is
