@@ -33,8 +33,8 @@ from hub.dispatch import engine, state
 from hub.dispatch.config import DispatchConfig
 from hub.model import Kind, OrderEvent
 from hub.store import Store, ingest_sql
+from hub.store.connection import connect
 from hub.store.ingest_sql import IngestJob, RequestRecord
-from hub.store.writer import connect
 
 WRITE_CHUNK = 1000
 
@@ -96,7 +96,8 @@ def write_events(conn: sqlite3.Connection, batch: list[OrderEvent]) -> None:
             platform="standard",
             shop="bench",
         )
-        ingest_sql.ingest(conn, ctx, IngestJob(record, [event], Reply(200, b"{}")))
+        job = IngestJob(record, [event], Reply(200, b"{}"))
+        ingest_sql.ingest(conn, ctx, ingest_sql.to_wire(0, 0.0, job))
     ingest_sql.flush(conn, ctx)
     conn.execute("COMMIT")
 

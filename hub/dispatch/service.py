@@ -24,19 +24,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("orderhook.dispatch")
 
-# events per dispatch job. The job shares the writer's transaction with the pushes
-# waiting for their ack, and the next job is only sent after that transaction commits,
-# so a backlog shrinks by at most BATCH events per commit while ingest adds one event
-# per push to the same transaction (hundreds when busy). Batched, the stage costs
-# ~0.15-0.2 ms an event (bench/stage.py: 200 rules, new paid orders): a full slice
-# holds those acks ~70-100 ms more, and only while a backlog exists (in step, a job
-# takes the few events since the last commit). On the shared 2-core machine, 100
-# (and 200) left assignment 4-9 s behind the acks at 1,500-2,000 pushes/s whatever
-# the per-event cost; 500 kept it within ~0.2 s. When the machine cannot do both,
-# though, that work competes with ingest: at 2,000/s, where ingest alone was saturated,
-# ack p99 was 4.9-6.8 s with 500 against 2.1-3.5 s with 100. Keeping acks first under
-# overload is the scheduler's call (yield to ingest), not this slice size's.
-BATCH = 500
+# events per dispatch job. Batched, the stage costs ~0.15-0.25 ms an event here
+# (bench/stage.py: 200 rules, new paid orders; it was ~0.4), so a slice of 100 holds
+# the write turn ~15-25 ms, and the ingest writer waits at most that for its next
+# commit. Larger slices would waste less per commit, but measured at 1,000 and 2,000
+# pushes/s on the shared 2-core machine, 500 got orders assigned no sooner (the yield
+# below bounds the stage's share anyway) and made acks slower (p99 2.5-4.6 s at
+# 2,000/s against 0.4-0.7 s with 100): see docs/dispatch.md, "The stage in batches".
+BATCH = 100
 
 # Acks first: while this many requests wait for their commit (the ingest writer is
 # saturated), the stage takes at most a third of the time, sleeping twice as long as
