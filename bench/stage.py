@@ -52,10 +52,12 @@ def events(n: int, mix: bool, rng: random.Random) -> list[OrderEvent]:
             flow = [Kind.CREATED, Kind.PAID, rng.choice([Kind.SHIPPED, Kind.CANCELLED, Kind.OTHER])]
             if rng.random() < 0.1:
                 flow[0], flow[1] = flow[1], flow[0]  # paid before created: out of order
+        order_id = f"S{order:09d}"
         for step, kind in enumerate(flow):
+            amount = f"{rng.randrange(100, 200000) / 100:.2f}"
             data = {
-                "order_id": f"S{order:09d}",
-                "amount": f"{rng.randrange(100, 200000) / 100:.2f}",
+                "order_id": order_id,
+                "amount": amount,
                 "currency": "CNY",
                 "province": rng.choice(PROVINCES),
                 "items": [{"sku": f"X-{rng.randrange(1000)}", "category": "misc", "qty": 1}],
@@ -65,11 +67,11 @@ def events(n: int, mix: bool, rng: random.Random) -> list[OrderEvent]:
                     platform="standard",
                     shop="bench",
                     kind=kind,
-                    order_id=data["order_id"],
+                    order_id=order_id,
                     occurred_at=start + timedelta(seconds=order, milliseconds=step),
                     platform_type=f"order.{kind.value}",
                     message_id=f"msg_{order}_{step}",
-                    amount=Decimal(data["amount"]),
+                    amount=Decimal(amount),
                     currency="CNY",
                     payload={"type": f"order.{kind.value}", "data": data},
                     dedupe_key=f"m:standard:bench:msg_{order}_{step}",
