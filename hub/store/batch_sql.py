@@ -1,4 +1,4 @@
-"""Many rows per statement, for the stages that work a batch of events at a time.
+"""Many rows per statement, for every writer that works a batch at a time (ingest, stages).
 
 Each statement step lets go of the GIL and has to win it back from the event loop, and
 each statement costs its own prepare and bind in Python: a stage that writes a batch in

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from connectors.base import Rejection, Reply
 from hub.model import OrderEvent, canonical_json, iso_utc, utcnow
+from hub.store.batch_sql import insert_many
 
 
 @dataclass(slots=True)
@@ -216,9 +217,6 @@ INSERT INTO events (id, request_id, platform, shop, message_id, dedupe_key, kind
     platform_type, order_id, occurred_at, amount, currency, payload, payload_sha, source,
     created_at)
 VALUES """
-
-# rows per INSERT: a few fixed sizes, so the statement cache holds every text we use
-CHUNKS = (256, 64, 16, 4, 1)
 
 
 def prefetch(conn: sqlite3.Connection, ctx: BatchContext, jobs: list[tuple]) -> None:  # type: ignore[type-arg]
@@ -428,20 +426,8 @@ def flush(conn: sqlite3.Connection, ctx: BatchContext) -> None:
     before COMMIT."""
     events, ctx.events = ctx.events, []
     requests, ctx.requests = ctx.requests, []
-    _insert_many(conn, INSERT_EVENTS, events)
-    _insert_many(conn, INSERT_REQUESTS, requests)
-
-
-def _insert_many(conn: sqlite3.Connection, head: str, rows: list[tuple[object, ...]]) -> None:
-    if not rows:
-        return
-    one = "(" + ",".join("?" * len(rows[0])) + ")"
-    at = 0
-    for size in CHUNKS:
-        while len(rows) - at >= size:
-            params = [value for row in rows[at : at + size] for value in row]
-            conn.execute(head + ",".join([one] * size), params)
-            at += size
+    insert_many(conn, INSERT_EVENTS, events)
+    insert_many(conn, INSERT_REQUESTS, requests)
 
 
 def set_handling_ms(conn: sqlite3.Connection, timings: list[tuple[float, int]]) -> None:
