@@ -39,10 +39,15 @@ SERVICES: list[Service] = [
 ]
 
 
+# what the store's stage runner loads before its first job (`Store.offload`): the module
+# of the functions the stages offload, and the connector registry they read facts with
+OFFLOADED = ("hub.dispatch.engine", "connectors:names")
+
+
 class Hub:
     def __init__(self, settings: Settings, *, services: list[Service] | None = None) -> None:
         self.settings = settings
-        self.store = Store(settings.db)
+        self.store = Store(settings.db, preload=OFFLOADED)
         self.metrics = Metrics()
         self.services = list(SERVICES if services is None else services)
         self.store.batch_listeners.append(self.metrics.observe_batch)

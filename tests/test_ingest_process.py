@@ -24,7 +24,7 @@ async def test_a_dead_writer_fails_waiting_requests_and_is_replaced(tmp_path: Pa
     try:
         first = await store.ingest(IngestJob(record(), [event("1")], OK))
         assert first.outcome == "accepted"
-        pid = store._ingest._process.pid  # type: ignore[union-attr]
+        pid = store._ingest.process.pid  # type: ignore[union-attr]
         os.kill(pid, signal.SIGKILL)
         # whatever was waiting when it died is refused (the platform sends it again),
         # never left hanging; then a new writer takes the next requests
@@ -41,7 +41,7 @@ async def test_a_dead_writer_fails_waiting_requests_and_is_replaced(tmp_path: Pa
             outcomes.append(result.outcome)
             break
         assert outcomes[-1] == "accepted"
-        assert store._ingest._process.pid != pid  # type: ignore[union-attr]
+        assert store._ingest.process.pid != pid  # type: ignore[union-attr]
     finally:
         await store.stop()
     counts = store.run(queries.counts)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from hub.dispatch import engine, escalate, state
 from hub.model import parse_iso, utcnow
-from hub.store import dispatch_sql
+from hub.store import Shared, dispatch_sql
 
 if TYPE_CHECKING:
     from hub.runtime import Hub
@@ -52,7 +52,7 @@ async def run(hub: Hub) -> None:
         try:
             while True:
                 started = time.monotonic()
-                result = await hub.store.write(engine.process, live.config, BATCH)
+                result = await hub.store.offload(engine.process, Shared(live.config), BATCH)
                 if result.applied or result.assigned:
                     counts = hub.metrics.dispatch_decisions
                     counts.labels("routed").inc(len(result.routed))

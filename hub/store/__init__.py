@@ -5,6 +5,7 @@
     await store.start()                   # the ingest writer process + the writer thread
     result = await store.ingest(job)      # group-committed; returns after the commit
     value = await store.write(fn, *args)  # fn(conn, *args) in the writer's transaction
+    value = await store.offload(fn, *args)  # the same in the stage runner process
     rows = await store.read(fn, *args)    # fn(conn, *args) on a reader thread
     value = store.run(fn, *args)          # synchronous, own connection (CLI, tests)
 
@@ -25,16 +26,20 @@ from typing import Any, TypeVar
 
 from connectors.base import Reply
 from hub.store import ingest_sql
+from hub.store.child import StoreUnavailable
 from hub.store.connection import connect
-from hub.store.ingest_process import IngestWriter, StoreUnavailable
+from hub.store.ingest_process import IngestWriter
 from hub.store.ingest_sql import IngestJob, IngestResult, RequestRecord
+from hub.store.stage_process import OffloadError, Shared, StageRunner
 from hub.store.turn import Turn
 from hub.store.writer import Writer, WriterStats
 
 __all__ = [
     "IngestJob",
     "IngestResult",
+    "OffloadError",
     "RequestRecord",
+    "Shared",
     "Store",
     "StoreUnavailable",
     "WriterStats",
@@ -46,12 +51,17 @@ log = logging.getLogger("orderhook.store")
 
 
 class Store:
-    def __init__(self, path: Path | str, *, max_batch: int = 1024) -> None:
+    def __init__(
+        self, path: Path | str, *, max_batch: int = 1024, preload: tuple[str, ...] = ()
+    ) -> None:
         self.path = Path(path)
         self.max_batch = max_batch
+        self.preload = preload  # the stage runner's warm-up: MODULE or MODULE:FUNCTION
         self._writer: Writer | None = None
         self._ingest: IngestWriter | None = None
         self._turn: Turn | None = None
+        self._stages: StageRunner | None = None
+        self._stages_starting: asyncio.Lock | None = None
         self._stats = WriterStats()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
@@ -88,21 +98,29 @@ class Store:
         self._ingest = IngestWriter(
             self.path,
             loop,
-            turn,
             max_batch=self.max_batch,
             on_batch=self._on_batch,
             on_commit=self._on_commit,
             on_reply=self._on_reply,
         )
+        # a store that was told what it will offload starts its stage runner now, side by
+        # side with the ingest writer, rather than make the first offloaded job wait
+        stages = StageRunner(self.path, loop, self.preload) if self.preload else None
         try:
-            await self._ingest.start()
+            await asyncio.gather(self._ingest.start(), *([stages.start()] if stages else []))
         except BaseException:
+            if stages is not None:
+                await stages.stop()
             await self._ingest.stop()
             await asyncio.to_thread(self._writer.stop)
             self._writer = self._ingest = None
             raise
+        self._stages = stages
 
     async def stop(self) -> None:
+        if self._stages is not None:
+            await self._stages.stop()
+            self._stages = None
         if self._ingest is not None:
             await self._ingest.stop()
             self._ingest = None
@@ -197,6 +215,24 @@ class Store:
     def _on_commit(self, max_event_id: int) -> None:
         for listener in self.commit_listeners:
             listener(max_event_id)
+
+    async def offload(self, fn: Callable[..., T], *args: Any) -> T:
+        """fn(conn, *args) in one transaction of the stage runner, a process of its own
+        (started on first use): for heavy Python work that would hold the event loop's
+        GIL. fn, args and the result must be picklable; wrap a large argument passed
+        again and again in `Shared`."""
+        if self._writer is None:
+            raise RuntimeError("store is not started")
+        if self._stages is None:
+            if self._stages_starting is None:
+                self._stages_starting = asyncio.Lock()
+            async with self._stages_starting:
+                if self._stages is None:
+                    runner = StageRunner(self.path, asyncio.get_running_loop(), self.preload)
+                    await runner.start()
+                    self._stages = runner
+        result: T = await self._stages.call(fn, *args)
+        return result
 
     def _on_batch(self, size: int, seconds: float) -> None:
         self._stats.add(size)

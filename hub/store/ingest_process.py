@@ -22,11 +22,8 @@ import asyncio
 import contextlib
 import logging
 import marshal
-import signal
 import socket
 import sqlite3
-import struct
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -35,36 +32,34 @@ from typing import Any
 
 from connectors.base import Rejection, Reply
 from hub.store import ingest_sql
+from hub.store.child import (
+    BUFFER,
+    READY,
+    Child,
+    FrameReader,
+    StoreUnavailable,
+    send_blocking,
+    worker_setup,
+)
 from hub.store.connection import connect
 from hub.store.ingest_sql import IngestJob, IngestResult
 from hub.store.turn import Turn
 
 log = logging.getLogger("orderhook.store")
 
-FRAME = struct.Struct(">I")
-BUFFER = 4 << 20  # socket buffers: a burst's jobs queue in the kernel during a commit
 STREAM = 16  # jobs sent at once while the writer is busy
 IDLE = 0.2  # seconds without work before the writer records pending handling times
 
 INTERNAL_ERROR = Reply(500, ingest_sql.INTERNAL_ERROR_BODY)
 
 
-class StoreUnavailable(RuntimeError):
-    """The ingest writer could not record the request (disk failing, writer gone)."""
-
-
 # --- the writer process -----------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> None:
-    """`main()` with argv DB FD MAX_BATCH: how `IngestWriter` starts the writer."""
-    db, fd, max_batch = (argv or sys.argv[1:])[:3]
-    # Ctrl-C in a terminal and a service manager's SIGTERM reach the whole group; the
-    # writer must outlive the hub's graceful stop (it commits what is in flight), and it
-    # exits once the hub closes the socket, or dies
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+def main() -> None:
+    """The writer process (argv: FD DB MAX_BATCH), started by `IngestWriter`."""
+    fd, db, max_batch = sys.argv[1:4]
+    worker_setup()
     turn = Turn(db)
     try:
         serve(db, socket.socket(fileno=int(fd)), turn, int(max_batch))
@@ -77,7 +72,7 @@ def serve(path: str, sock: socket.socket, turn: Turn, max_batch: int) -> None:
     conn = connect(path)
     batches = Batches(conn)
     sock.settimeout(IDLE)
-    _send(sock, ("ready",))
+    send_blocking(sock, READY)
     reader = FrameReader()
     open_ = True
     try:
@@ -88,6 +83,8 @@ def serve(path: str, sock: socket.socket, turn: Turn, max_batch: int) -> None:
                 if not reader.partial:
                     batches.flush_timing()
                 continue
+            except ConnectionResetError:  # the hub died with our answers unread
+                chunk = b""
             if not chunk:
                 open_ = False
             jobs = [job for frame in reader.feed(chunk) for job in marshal.loads(frame)]
@@ -96,7 +93,8 @@ def serve(path: str, sock: socket.socket, turn: Turn, max_batch: int) -> None:
                 started = time.monotonic()
                 with turn.ingest():
                     outcomes, max_event_id = batches.commit(part)
-                _send(sock, ("done", outcomes, len(part), time.monotonic() - started, max_event_id))
+                done = (outcomes, len(part), time.monotonic() - started, max_event_id)
+                send_blocking(sock, marshal.dumps(done))
         with turn.ingest():
             batches.flush_timing()
     finally:
@@ -179,58 +177,27 @@ def _rollback(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
 
 
-def _send(sock: socket.socket, message: Any) -> None:
-    data = marshal.dumps(message)
-    sock.sendall(FRAME.pack(len(data)) + data)
-
-
-class FrameReader:
-    """Length-prefixed frames out of a byte stream that arrives in arbitrary pieces."""
-
-    def __init__(self) -> None:
-        self.buffer = bytearray()
-
-    @property
-    def partial(self) -> bool:
-        return bool(self.buffer)
-
-    def feed(self, data: bytes) -> list[bytes]:
-        buf = self.buffer
-        buf += data
-        frames: list[bytes] = []
-        at = 0
-        while len(buf) - at >= 4:
-            (size,) = FRAME.unpack_from(buf, at)
-            if len(buf) - at - 4 < size:
-                break
-            frames.append(bytes(buf[at + 4 : at + 4 + size]))
-            at += 4 + size
-        del buf[:at]
-        return frames
-
-
 # --- the event loop's side --------------------------------------------------------------
 
 
-class IngestWriter:
+class IngestWriter(Child):
     """Sends ingest jobs to the writer process and resolves each one's future with its
     outcome once the writer has committed it. Event loop thread only."""
+
+    name = "ingest writer"
+    entry = f"{__name__}:main"
 
     def __init__(
         self,
         path: Path,
         loop: asyncio.AbstractEventLoop,
-        turn: Turn,
         *,
         max_batch: int,
         on_batch: Callable[[int, float], None],
         on_commit: Callable[[int], None],
         on_reply: Callable[[int, Reply], None],
     ) -> None:
-        self.path = path
-        self.loop = loop
-        self.turn = turn
-        self.max_batch = max_batch
+        super().__init__(loop, [str(path), str(max_batch)])
         self.on_batch = on_batch  # (jobs, seconds) per committed batch
         self.on_commit = on_commit  # (highest new event id)
         self.on_reply = on_reply  # (request id, reply) shaped after the commit: store it
@@ -242,66 +209,17 @@ class IngestWriter:
         # go together when it answers (it could not start them sooner: it is committing),
         # one socket write per commit instead of one per turn of the loop
         self._busy = False
-        self._transport: asyncio.Transport | None = None
-        self._process: Any = None
-        self._ready: asyncio.Future[None] | None = None
-        self._closed: asyncio.Future[None] | None = None
-        self._stopping = False
-        self._up = False  # the writer answered `ready`: restart it if it dies
 
     def depth(self) -> int:
         return len(self._pending)
 
-    async def start(self) -> None:
-        ours, theirs = socket.socketpair()
-        for s in (ours, theirs):
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, BUFFER)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, BUFFER)
-        # a fresh interpreter, not a fork: forking the hub would copy its threads' locks
-        # (SQLite's included) in whatever state they were
-        self._process = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",  # not -m: the package imports this module first, and runpy warns
-                f"from {__name__} import main; main()",
-                str(self.path),
-                str(theirs.fileno()),
-                str(self.max_batch),
-            ],
-            pass_fds=[theirs.fileno()],
-            stdin=subprocess.DEVNULL,
-        )
-        theirs.close()
-        self._ready = self.loop.create_future()
-        self._closed = self.loop.create_future()
-        await self.loop.create_unix_connection(lambda: _Channel(self), sock=ours)
-        try:
-            async with asyncio.timeout(30):
-                await asyncio.shield(self._ready)
-        except TimeoutError:
-            self._process.kill()
-            raise StoreUnavailable("the ingest writer did not start within 30 s") from None
-        if self._ready.exception() is not None:
-            raise self._ready.exception()  # type: ignore[misc]
-        self._up = True
+    def started(self) -> None:
         self._flush()
 
     async def stop(self) -> None:
-        self._stopping = True
+        self.stopping = True
         self._flush()
-        if self._transport is not None and self._transport.can_write_eof():
-            self._transport.write_eof()
-        if self._closed is not None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(30):
-                    await asyncio.shield(self._closed)
-        if self._process is not None:
-            try:
-                await asyncio.to_thread(self._process.wait, 10)
-            except subprocess.TimeoutExpired:
-                log.error("ingest writer did not exit; killing it")
-                self._process.kill()
-                await asyncio.to_thread(self._process.wait)
+        await super().stop()
 
     def submit(self, job: IngestJob) -> asyncio.Future[IngestResult]:
         self._seq += 1
@@ -326,24 +244,14 @@ class IngestWriter:
     def _flush(self) -> None:
         """Everything submitted since the last frame, as one frame."""
         self._flush_scheduled = False
-        if not self._outbox or self._transport is None or self._transport.is_closing():
+        if not self._outbox or self.transport is None or self.transport.is_closing():
             self._busy = False
             return
-        data = marshal.dumps(self._outbox)
+        self._busy = self.send(marshal.dumps(self._outbox))
         self._outbox = []
-        self._busy = True
-        self._transport.write(FRAME.pack(len(data)) + data)
 
-    # called by _Channel
-    def connected(self, transport: asyncio.Transport) -> None:
-        self._transport = transport
-
-    def received(self, message: tuple[Any, ...]) -> None:
-        if message[0] == "ready":
-            if self._ready is not None and not self._ready.done():
-                self._ready.set_result(None)
-            return
-        _, outcomes, size, seconds, max_event_id = message
+    def received(self, data: bytes) -> None:
+        outcomes, size, seconds, max_event_id = marshal.loads(data)
         for seq, request_id, outcome, reason, detail, new_ids in outcomes:
             future, job = self._pending.pop(seq)
             if future.done():
@@ -375,57 +283,15 @@ class IngestWriter:
             self.on_reply(request_id, reply)
         return reply
 
-    def lost(self, exc: Exception | None) -> None:
-        self._transport = None
+    def abandon(self, reason: str) -> int:
         self._busy = False
         waiting = list(self._pending.values())
         self._pending.clear()
         self._outbox = []
         for future, _ in waiting:
             if not future.done():
-                future.set_exception(StoreUnavailable("the ingest writer exited"))
-        if self._closed is not None and not self._closed.done():
-            self._closed.set_result(None)
-        if self._ready is not None and not self._ready.done():
-            self._ready.set_exception(
-                StoreUnavailable(f"the ingest writer exited at start ({exc})")
-            )
-        if self._up and not self._stopping:
-            self._up = False
-            log.error("ingest writer exited (%s); %d request(s) answered 503", exc, len(waiting))
-            self.loop.create_task(self._restart())
-
-    async def _restart(self) -> None:
-        if self._process is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                await asyncio.to_thread(self._process.wait, 5)
-        while not self._stopping:
-            try:
-                await self.start()
-                log.warning("ingest writer restarted")
-                return
-            except Exception:
-                log.exception("restarting the ingest writer failed; again in 1 s")
-                await asyncio.sleep(1.0)
-
-
-class _Channel(asyncio.Protocol):
-    def __init__(self, writer: IngestWriter) -> None:
-        self.writer = writer
-        self.reader = FrameReader()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.writer.connected(transport)  # type: ignore[arg-type]
-
-    def data_received(self, data: bytes) -> None:
-        for frame in self.reader.feed(data):
-            self.writer.received(marshal.loads(frame))
-
-    def eof_received(self) -> bool:
-        return False  # close our end too
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.writer.lost(exc)
+                future.set_exception(StoreUnavailable(reason))
+        return len(waiting)
 
 
 def _as_internal_error(job: IngestJob, exc: Exception) -> IngestJob:
