@@ -93,13 +93,6 @@ def test_ctrl_c_under_load_keeps_every_ack_and_stops_the_worker_processes(write_
     config = write_config()
     port = free_port()
     proc = _serve(config, port)
-    deadline = time.monotonic() + 30
-    while True:  # the ingest writer, and the stage runner once dispatch has started it
-        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-        if len(children) == 2 or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    assert len(children) == 2
     acked: list[int] = []
     failed: list[int] = []  # 5xx: the hub could not record a push
     stop = threading.Event()
@@ -120,18 +113,26 @@ def test_ctrl_c_under_load_keeps_every_ack_and_stops_the_worker_processes(write_
                 i += 1
 
     threads = [threading.Thread(target=pusher, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    while len(acked) < 100:
-        time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGINT)
     try:
+        # the ingest writer and the stage runner
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert len(children) == 2
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while len(acked) < 100 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=30)
     finally:
         stop.set()
         for t in threads:
-            t.join(30)
-    assert proc.returncode is not None
+            if t.is_alive():
+                t.join(30)
+        if proc.poll() is None:  # a failed check must not leave a server running
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode is not None and len(acked) >= 100
     assert failed == []  # nothing in flight was refused while the hub drained
     assert not [c for c in children if Path(f"/proc/{c}").exists()]  # they exited too
     counts = Store(config.parent / "hub.db").run(queries.counts)
