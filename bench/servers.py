@@ -110,12 +110,19 @@ class Server:
         return sum(_cpu(pid) for pid in [self.pid, *_children(self.pid)])
 
     def io(self) -> dict[str, int]:
-        """/proc/<pid>/io: bytes written to storage (write_bytes) and via write() (wchar)."""
-        try:
-            text = Path(f"/proc/{self.pid}/io").read_text()
-        except OSError:
-            return {}
-        return {k: int(v) for k, v in (line.split(": ") for line in text.splitlines())}
+        """/proc/<pid>/io of the server and its worker processes (the hub's ingest writer
+        and stage runner do its writing): bytes written to storage (write_bytes) and
+        via write() (wchar)."""
+        total: dict[str, int] = {}
+        for pid in [self.pid, *_children(self.pid)]:
+            try:
+                text = Path(f"/proc/{pid}/io").read_text()
+            except OSError:
+                continue
+            for line in text.splitlines():
+                key, value = line.split(": ")
+                total[key] = total.get(key, 0) + int(value)
+        return total
 
     def stop(self) -> None:
         """SIGINT, as Ctrl-C: uvicorn closes, the hub's lifespan drains the writer."""
