@@ -22,10 +22,12 @@ from bench.servers import Server, hub_config
 
 # a sample goes to the stage of its innermost frame that matches a rule (stdlib frames
 # such as json or hmac are passed over, so they count for whoever called them)
-STAGES = (
-    ("hub/store/ingest", "ingest writer process: rows and SQL"),
+STAGES = (  # the hub's own process; its workers are told apart by process first
+    ("hub/store/ingest_process", "handing jobs to the worker processes"),
+    ("hub/store/stage_process", "handing jobs to the worker processes"),
+    ("hub/store/child", "handing jobs to the worker processes"),
     ("hub/store/", "writer thread: SQL"),
-    ("hub/orders.py", "orders stage (post-commit)"),
+    ("hub/delivery/", "delivery stages (writer thread)"),
     ("connectors/", "verify + parse"),
     ("hub/ingest.py", "ingest handler"),
     ("hub/model.py", "canonical model"),
@@ -110,13 +112,19 @@ def _frames(stack: str) -> tuple[str, list[tuple[str, str]]]:
 def _where(where: str) -> str:
     if "hub.store.ingest_process" in where:
         return "ingest writer process"
+    if "hub.store.stage_process" in where:
+        return "stage runner process"
     return "event loop (main thread)" if "MainThread" in where else "writer thread and others"
 
 
-def _stage(frames: list[tuple[str, str]]) -> str:
-    if frames and frames[-1][0] == "Batches.commit":
-        # nothing deeper in Python: BEGIN/COMMIT, i.e. writing the WAL and its fsync
-        return "ingest writer process: COMMIT (WAL write + fsync)"
+def _stage(place: str, frames: list[tuple[str, str]]) -> str:
+    if place == "ingest writer process":
+        if frames and frames[-1][0] == "Batches.commit":
+            # nothing deeper in Python: BEGIN/COMMIT, i.e. writing the WAL and its fsync
+            return "ingest writer process: COMMIT (WAL write + fsync)"
+        return "ingest writer process: rows and SQL"
+    if place == "stage runner process":  # it runs only the post-commit dispatch stage
+        return "dispatch stage (stage runner process)"
     for _, path in reversed(frames):
         for key, name in STAGES:
             if key in path:
@@ -136,9 +144,10 @@ def summarise(text: str, top: int = 15) -> dict[str, Any]:
         n = int(count)
         thread, frames = _frames(stack)
         total += n
-        threads[_where(thread)] += n
+        place = _where(thread)
+        threads[place] += n
         ours = [f for f in frames if f[1].startswith(OURS)]
-        stages[_stage(frames)] += n
+        stages[_stage(place, frames)] += n
         for func, path in {(f, p) for f, p in ours}:
             functions[f"{path}:{func}"] += n
     share = {k: round(v / total, 3) for k, v in stages.most_common()} if total else {}

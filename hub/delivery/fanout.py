@@ -14,7 +14,7 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from hub.delivery import signals
-from hub.store import delivery_sql, queries
+from hub.store import delivery_sql, ingest_sql, queries
 from hub.store.outbox_sql import enqueue
 
 if TYPE_CHECKING:
@@ -59,13 +59,22 @@ def order_key(event: dict[str, Any]) -> str:
     return f"{event['platform']}:{event['shop']}:{event['order_id']}"
 
 
-def fan_out(conn: sqlite3.Connection, limit: int = BATCH) -> int:
-    """Queue deliveries for up to `limit` events past the cursor; returns how many were read."""
+def fan_out(conn: sqlite3.Connection, limit: int = BATCH) -> tuple[int, int]:
+    """Queue deliveries for up to `limit` events past the cursor: (events read, queued)."""
     after = queries.cursor(conn, STAGE)
+    subscriptions = delivery_sql.active_subscriptions(conn)
+    if not subscriptions:
+        # nobody to deliver to: step over what is committed without reading it (each
+        # read event would be parsed for nothing, on every commit of a burst); the
+        # events are skipped exactly as they were when read and matched by nobody
+        last = ingest_sql.max_event_id(conn)
+        if last > after:
+            queries.set_cursor(conn, STAGE, last)
+        return 0, 0
     events = delivery_sql.events_for_fanout(conn, after, limit)
     if not events:
-        return 0
-    subscriptions = delivery_sql.active_subscriptions(conn)
+        return 0, 0
+    queued = 0
     for event in events:
         for sub in subscriptions:
             if matches(sub, event):
@@ -77,8 +86,9 @@ def fan_out(conn: sqlite3.Connection, limit: int = BATCH) -> int:
                     order_key=order_key(event),
                     dedupe_key=f"sub:{sub['id']}:event:{event['id']}",
                 )
+                queued += 1
     queries.set_cursor(conn, STAGE, events[-1]["id"])
-    return len(events)
+    return len(events), queued
 
 
 async def run(hub: Hub) -> None:
@@ -88,8 +98,8 @@ async def run(hub: Hub) -> None:
     while True:
         try:
             while True:
-                read = await hub.store.write(fan_out)
-                if read:
+                read, queued = await hub.store.write(fan_out)
+                if queued:
                     signals.outbox_changed(hub).set()
                 if read < BATCH:
                     break

@@ -8,7 +8,8 @@ import json
 import pytest
 from standardwebhooks import Webhook
 
-from hub.store import delivery_sql
+from hub.delivery import fanout
+from hub.store import delivery_sql, queries
 from tests.conftest import serve_app
 from tests.delivery.conftest import Receiver, push, running, subscribe, wait_until
 
@@ -236,3 +237,22 @@ async def test_a_reloaded_delivery_section_applies_to_the_next_send(make_setting
             hub.settings = make_settings(max_attempts=2, backoff_base=0.3)  # as a reload does
             row = await wait_until(lambda: _row(hub, "dead"), "dead under the new limit")
     assert row["attempts"] == 2
+
+
+async def test_a_subscription_gets_the_events_committed_after_it_was_added(make_settings, notify):
+    """Before any subscription exists, committed events are stepped over, not queued
+    for later: a subscriber added afterwards starts with what comes next."""
+    receiver = Receiver()
+    with serve_app(receiver) as url:
+        async with running(make_settings()) as (hub, client, _):
+            await push(client, "B1", "paid")
+            await wait_until(lambda: _stepped_over(hub), "fan-out stepped over B1")
+            await subscribe(client, url, name="late")
+            await push(client, "B2", "paid")
+            await wait_until(lambda: _done(hub, 1), "one delivery done")
+    (only,) = receiver.log
+    assert json.loads(only.body)["data"]["order_id"] == "B2"
+
+
+async def _stepped_over(hub):
+    return await hub.store.read(queries.cursor, fanout.STAGE) > 0
