@@ -48,6 +48,27 @@ class Ingest:
         self._timed: dict[str, Any] = {}
         self._peers_of: dict[str, tuple[Shop, ...]] = {}
         self._peers_from: Settings | None = None
+        self._starts: dict[int, tuple[Reply, dict[str, Any]]] = {}
+
+    def _start(self, reply: Reply) -> dict[str, Any]:
+        """The response start for `reply`; kept for the few replies that are the same
+        object every time (a connector's ack), built afresh for the others."""
+        held = self._starts.get(id(reply))
+        if held is not None and held[0] is reply:
+            return held[1]
+        start = {
+            "type": "http.response.start",
+            "status": reply.status,
+            "headers": [
+                (b"content-type", reply.content_type.encode()),
+                (b"content-length", str(len(reply.body)).encode()),
+                *((k.encode(), v.encode()) for k, v in reply.headers),
+            ],
+        }
+        if len(self._starts) >= 64:  # one-off replies (rejections) filled it: start over
+            self._starts.clear()
+        self._starts[id(reply)] = (reply, start)  # held, so its id cannot be reused
+        return start
 
     def peers(self, shop: Shop) -> tuple[Shop, ...]:
         """The other shops of the shop's platform (forensics), computed once per settings."""
@@ -137,17 +158,7 @@ class Ingest:
             log.exception("store failed to record %s", path)
             reply = failure(connector, msg, "store_unavailable", 503)
             outcome, reason = "error", "store_unavailable"
-        await send(
-            {
-                "type": "http.response.start",
-                "status": reply.status,
-                "headers": [
-                    (b"content-type", reply.content_type.encode()),
-                    (b"content-length", str(len(reply.body)).encode()),
-                    *((k.encode(), v.encode()) for k, v in reply.headers),
-                ],
-            }
-        )
+        await send(self._start(reply))
         await send({"type": "http.response.body", "body": reply.body})
         m = self.metrics
         label_platform = platform if connector else "_unknown"
