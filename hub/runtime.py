@@ -47,9 +47,11 @@ OFFLOADED = ("hub.dispatch.engine", "connectors:names")
 class Hub:
     def __init__(self, settings: Settings, *, services: list[Service] | None = None) -> None:
         self.settings = settings
-        self.store = Store(settings.db, preload=OFFLOADED)
-        self.metrics = Metrics()
         self.services = list(SERVICES if services is None else services)
+        # the stage runner starts with the store only for a hub whose stages offload
+        offloads = dispatch.run in self.services
+        self.store = Store(settings.db, preload=OFFLOADED if offloads else ())
+        self.metrics = Metrics()
         self.store.batch_listeners.append(self.metrics.observe_batch)
         self._tasks: list[asyncio.Task[None]] = []
 

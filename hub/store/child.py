@@ -209,5 +209,11 @@ class _Channel(asyncio.Protocol):
 
 
 def send_blocking(sock: socket.socket, data: bytes) -> None:
-    """The worker's side: one frame."""
-    sock.sendall(frame(data))
+    """The worker's side: one frame, however long the event loop takes to read (the
+    receive timeout a worker may set for its idle work must not cut an answer short)."""
+    timeout = sock.gettimeout()
+    sock.settimeout(None)
+    try:
+        sock.sendall(frame(data))
+    finally:
+        sock.settimeout(timeout)
