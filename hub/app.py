@@ -70,11 +70,18 @@ def create_app(hub: Hub, *, lifespan: bool = True) -> HubApp:
 
 
 async def healthz(request: Request) -> Response:
+    """503 while the ingest writer is down (being replaced): pushes would get 503 too."""
     hub: Hub = request.app.state.hub
-    return JSONResponse({"ok": True, "writer_queue": hub.store.queue_depth()})
+    workers = hub.store.workers()
+    ok = workers.get("ingest writer", {}).get("up", False)
+    body = {"ok": ok, "writer_queue": hub.store.queue_depth(), "workers": workers}
+    return JSONResponse(body, status_code=200 if ok else 503)
 
 
 async def metrics(request: Request) -> Response:
     hub: Hub = request.app.state.hub
     hub.metrics.queue_depth.set(hub.store.queue_depth())
+    for name, state in hub.store.workers().items():
+        hub.metrics.worker_up.labels(name).set(1 if state["up"] else 0)
+        hub.metrics.worker_restarts.labels(name).set(state["restarts"])
     return Response(hub.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -49,6 +49,18 @@ class Metrics:
             "Jobs waiting for a commit (ingest writer and writer thread)",
             registry=self.registry,
         )
+        self.worker_up = Gauge(
+            "orderhook_worker_up",
+            "1 while the worker process (ingest writer, stage runner) is running",
+            ["worker"],
+            registry=self.registry,
+        )
+        self.worker_restarts = Gauge(
+            "orderhook_worker_restarts",
+            "Times the worker process was replaced after it died, since the hub started",
+            ["worker"],
+            registry=self.registry,
+        )
         self.events_unknown = Counter(
             "orderhook_events_unmapped",
             "Events whose platform type maps to no canonical kind (kind 'other')",

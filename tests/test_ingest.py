@@ -248,6 +248,8 @@ async def test_metrics_count_requests_by_outcome(
     assert "orderhook_ack_seconds_bucket" in text
     assert "orderhook_writer_batch_size_bucket" in text
     assert "orderhook_writer_queue_depth" in text
+    assert 'orderhook_worker_up{worker="ingest writer"} 1.0' in text
+    assert 'orderhook_worker_restarts{worker="ingest writer"} 0.0' in text
 
 
 async def test_recording_api_returns_the_documented_format(

@@ -42,6 +42,8 @@ async def test_a_dead_writer_fails_waiting_requests_and_is_replaced(tmp_path: Pa
             break
         assert outcomes[-1] == "accepted"
         assert store._ingest.process.pid != pid  # type: ignore[union-attr]
+        # what /healthz and /metrics report (orderhook_worker_restarts)
+        assert store.workers()["ingest writer"] == {"up": True, "restarts": 1}
     finally:
         await store.stop()
     counts = store.run(queries.counts)

@@ -22,7 +22,10 @@ def test_push_through_a_real_uvicorn(live_hub: tuple[str, Hub]) -> None:
     url, hub = live_hub
     body = order_body(order_id="12345678901234567890")
     with httpx.Client(base_url=url) as c:
-        assert c.get("/healthz").json()["ok"] is True
+        health = c.get("/healthz").json()
+        assert health["ok"] is True
+        assert health["workers"]["ingest writer"] == {"up": True, "restarts": 0}
+        assert health["workers"]["stage runner"]["up"] is True
         r = c.post("/webhooks/standard/acme", content=body, headers=signed(body))
         assert r.status_code == 200 and r.json() == {"ok": True}
         assert c.get("/api/requests").status_code == 401  # everything else needs a token

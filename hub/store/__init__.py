@@ -147,6 +147,14 @@ class Store:
     def stats(self) -> WriterStats:
         return self._stats
 
+    def workers(self) -> dict[str, dict[str, Any]]:
+        """The worker processes: up or not, and how often each was replaced."""
+        return {
+            child.name: {"up": child.up, "restarts": child.restarts}
+            for child in (self._ingest, self._stages)
+            if child is not None
+        }
+
     def ingest_waiting(self) -> int:
         """Requests handed to the ingest writer and not yet committed (their acks wait)."""
         return self._ingest.depth() if self._ingest else 0

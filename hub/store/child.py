@@ -84,6 +84,11 @@ class Child:
         self._closed: asyncio.Future[None] | None = None
         self.stopping = False
         self._up = False  # answered `ready`: start it again if it dies
+        self.restarts = 0  # replacements since the hub started
+
+    @property
+    def up(self) -> bool:
+        return self._up and self.transport is not None
 
     # --- subclass hooks -----------------------------------------------------------
 
@@ -182,6 +187,7 @@ class Child:
         while not self.stopping:
             try:
                 await self.start()
+                self.restarts += 1
                 log.warning("%s restarted", self.name)
                 return
             except Exception:
