@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from connectors.base import Reply
 from hub.store import ingest_sql
 from hub.store.child import StoreUnavailable
-from hub.store.connection import connect
+from hub.store.connection import connect, transaction
 from hub.store.ingest_process import IngestWriter
 from hub.store.ingest_sql import IngestJob, IngestResult, RequestRecord
 from hub.store.stage_process import OffloadError, Shared, StageRunner
@@ -208,13 +208,8 @@ class Store:
         self.migrate()
         conn = connect(self.path)
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            result = fn(conn, *args)
-            conn.execute("COMMIT")
-            return result
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+            with transaction(conn):
+                return fn(conn, *args)
         finally:
             conn.close()
 

@@ -41,7 +41,7 @@ from hub.store.child import (
     send_blocking,
     worker_setup,
 )
-from hub.store.connection import connect
+from hub.store.connection import connect, transaction
 from hub.store.ingest_sql import IngestJob, IngestResult
 from hub.store.turn import Turn
 
@@ -114,19 +114,17 @@ class Batches:
         conn = self.conn
         ctx = ingest_sql.BatchContext()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            ctx.begin(conn)
-            if self.timing:
-                ingest_sql.set_handling_ms(conn, self.timing)
-            ingest_sql.prefetch(conn, ctx, jobs)
-            outcomes = [ingest_sql.ingest(conn, ctx, job) for job in jobs]
-            ingest_sql.flush(conn, ctx)
-            conn.execute("COMMIT")
+            with transaction(conn):
+                ctx.begin(conn)
+                if self.timing:
+                    ingest_sql.set_handling_ms(conn, self.timing)
+                ingest_sql.prefetch(conn, ctx, jobs)
+                outcomes = [ingest_sql.ingest(conn, ctx, job) for job in jobs]
+                ingest_sql.flush(conn, ctx)
             self.timing = []
             max_event_id = ctx.max_new_event_id
         except Exception:
             log.exception("batch of %d failed; replaying its jobs one by one", len(jobs))
-            _rollback(conn)
             outcomes = [self._alone(job) for job in jobs]
             max_event_id = ingest_sql.max_event_id(conn)
         done = time.monotonic()
@@ -149,32 +147,18 @@ class Batches:
     def flush_timing(self) -> None:
         if not self.timing:
             return
-        try:
-            self.conn.execute("BEGIN IMMEDIATE")
+        with contextlib.suppress(sqlite3.Error), transaction(self.conn):
             ingest_sql.set_handling_ms(self.conn, self.timing)
-            self.conn.execute("COMMIT")
-        except sqlite3.Error:
-            _rollback(self.conn)
         self.timing = []
 
 
 def _in_transaction(conn: sqlite3.Connection, fn: Callable[..., Any], *args: Any) -> Any:
     ctx = ingest_sql.BatchContext()
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         ctx.begin(conn)
         result = fn(conn, ctx, *args)
         ingest_sql.flush(conn, ctx)
-        conn.execute("COMMIT")
-    except BaseException:
-        _rollback(conn)
-        raise
     return result
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    with contextlib.suppress(sqlite3.Error):
-        conn.execute("ROLLBACK")
 
 
 # --- the event loop's side --------------------------------------------------------------
@@ -217,8 +201,7 @@ class IngestWriter(Child):
         self._flush()
 
     async def stop(self) -> None:
-        self.stopping = True
-        self._flush()
+        self._flush()  # what was submitted before the stop still goes out
         await super().stop()
 
     def submit(self, job: IngestJob) -> asyncio.Future[IngestResult]:

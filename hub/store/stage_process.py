@@ -18,7 +18,6 @@ writer thread does (`Turn.thread`). An exception in the function comes back as
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import io
 import logging
@@ -40,7 +39,7 @@ from hub.store.child import (
     send_blocking,
     worker_setup,
 )
-from hub.store.connection import connect
+from hub.store.connection import connect, transaction
 from hub.store.turn import Turn
 
 log = logging.getLogger("orderhook.store")
@@ -112,15 +111,8 @@ def _run(
 ) -> bytes:
     try:
         values = [_resolve(remembered, arg) for arg in args]
-        with turn.thread():
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn, *values)
-                conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                raise
+        with turn.thread(), transaction(conn):
+            result = fn(conn, *values)
         return pickle.dumps((seq, True, result), pickle.HIGHEST_PROTOCOL)
     except Exception as exc:
         log.exception("offloaded %s failed", getattr(fn, "__qualname__", fn))
@@ -209,7 +201,6 @@ class StageRunner(Child):
     def abandon(self, reason: str) -> int:
         waiting = list(self._pending.values())
         self._pending.clear()
-        self._shared.clear()
         for future in waiting:
             if not future.done():
                 future.set_exception(StoreUnavailable(reason))

@@ -14,7 +14,6 @@ turns through `Turn`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import queue
 import sqlite3
@@ -24,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hub.store.connection import connect
+from hub.store.connection import connect, transaction
 from hub.store.turn import Turn
 
 log = logging.getLogger("orderhook.store")
@@ -118,27 +117,23 @@ class Writer:
         self, conn: sqlite3.Connection, batch: list[WriteJob]
     ) -> list[tuple[WriteJob, Any, BaseException | None]]:
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            results: list[tuple[WriteJob, Any, BaseException | None]] = [
-                (job, job.fn(conn, *job.args), None) for job in batch
-            ]
-            conn.execute("COMMIT")
+            with transaction(conn):
+                results: list[tuple[WriteJob, Any, BaseException | None]] = [
+                    (job, job.fn(conn, *job.args), None) for job in batch
+                ]
             return results
         except Exception:
             log.exception("batch of %d failed; replaying its jobs one by one", len(batch))
-            _rollback(conn)
             return [self._commit_alone(conn, job) for job in batch]
 
     def _commit_alone(
         self, conn: sqlite3.Connection, job: WriteJob
     ) -> tuple[WriteJob, Any, BaseException | None]:
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            result = job.fn(conn, *job.args)
-            conn.execute("COMMIT")
+            with transaction(conn):
+                result = job.fn(conn, *job.args)
             return job, result, None
         except Exception as exc:
-            _rollback(conn)
             return job, None, exc
 
 
@@ -150,8 +145,3 @@ def _resolve(results: list[tuple[WriteJob, Any, BaseException | None]]) -> None:
             job.future.set_exception(error)
         else:
             job.future.set_result(result)
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    with contextlib.suppress(sqlite3.Error):
-        conn.execute("ROLLBACK")
