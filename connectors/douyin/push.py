@@ -181,6 +181,15 @@ class DouyinPush:
         )
         return Outbound(headers=sign_headers(shop, body), body=body)
 
+    def resign(self, shop: Shop, outbound: Outbound) -> Outbound:
+        """The same push signed with shop.secret: only `event-sign` (and `app-id`, when the
+        shop's app key is another app's) change. Douyin's signature covers no time (md5 of
+        app key + body + secret), so there is no timestamp to refresh and the body, even
+        its own times, stays byte for byte as recorded."""
+        app_key = shop.app_key or _header(outbound.headers, APP_HEADER)
+        signed = {APP_HEADER: app_key, SIGN_HEADER: event_sign(app_key, shop.secret, outbound.body)}
+        return Outbound(_with_headers(outbound.headers, signed), outbound.body, outbound.tail)
+
     def variants(self, shop: Shop, outbound: Outbound) -> dict[str, Outbound]:
         out = {}
         for variant in sim.variant_signers(outbound.body):
@@ -189,6 +198,19 @@ class DouyinPush:
                 headers = {**outbound.headers, SIGN_HEADER: signature}
                 out[variant.label] = Outbound(headers=headers, body=outbound.body)
         return out
+
+
+def _header(headers: dict[str, str], name: str) -> str:
+    return next((v for k, v in headers.items() if k.lower() == name), "")
+
+
+def _with_headers(headers: dict[str, str], values: dict[str, str]) -> dict[str, str]:
+    """`headers` with `values` (lower-case names) put in place of the recorded ones, in
+    the recorded order; a name the recording lacks is added at the end."""
+    out = {k: values.get(k.lower(), v) for k, v in headers.items()}
+    present = {k.lower() for k in headers}
+    out.update({k: v for k, v in values.items() if k not in present})
+    return out
 
 
 def _owner(msg: Inbound, shop_id: Any) -> str:

@@ -27,7 +27,7 @@ from connectors.base import Inbound, Outbound, Rejection, Reply, json_reply
 from connectors.jddj import simulate as sim
 from connectors.jddj.messages import MESSAGES
 from connectors.jddj.signing import sign
-from hub.model import Kind, OrderEvent, shanghai_to_utc
+from hub.model import Kind, OrderEvent, shanghai_to_utc, utcnow
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -170,6 +170,23 @@ class JddjPush:
         message_id: str | None = None,
     ) -> Outbound:
         return sim.push(shop, kind, order_id, occurred_at=occurred_at)
+
+    def resign(self, shop: Shop, outbound: Outbound) -> Outbound:
+        """The same push signed with shop.secret and a fresh `timestamp` (Beijing time):
+        Daojia signs every form parameter, the timestamp included. `sign`, `timestamp` and
+        `app_key` (when the shop's is another app's) are replaced in place; every other
+        byte of the body, `jd_param_json` and its own timestamp included, stays as
+        recorded. A body that is not form data carries no parameters to sign: it is sent
+        as recorded, and refused as malformed as it was the first time."""
+        try:
+            params = form(outbound.body)
+        except Rejection:
+            return outbound
+        fresh = {"app_key": shop.app_key} if shop.app_key else {}
+        if "timestamp" in params:
+            fresh["timestamp"] = sim.beijing(utcnow())
+        fresh["sign"] = sign({**params, **fresh}, shop.secret)
+        return Outbound(outbound.headers, sim.replace_params(outbound.body, fresh), outbound.tail)
 
     def variants(self, shop: Shop, outbound: Outbound) -> dict[str, Outbound]:
         params = form(outbound.body)

@@ -10,7 +10,7 @@ import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import unquote_plus, urlencode
 
 from connectors.base import Outbound
 from connectors.forensics import Variant
@@ -32,6 +32,20 @@ def beijing(moment: datetime) -> str:
 def encode(params: dict[str, str]) -> bytes:
     ordered = [n for n in PARAM_ORDER if n in params] + sorted(set(params) - set(PARAM_ORDER))
     return urlencode([(n, params[n]) for n in ordered]).encode()
+
+
+def replace_params(body: bytes, values: dict[str, str]) -> bytes:
+    """The form `body` with each parameter named in `values` set to its value, in place;
+    every other byte stays as sent (another sender's escaping, order and case survive).
+    A name the body lacks is added at the end."""
+    segments = body.split(b"&") if body else []
+    missing = dict(values)
+    for index, segment in enumerate(segments):
+        name = unquote_plus(segment.split(b"=", 1)[0].decode("utf-8", "replace"))
+        if name in missing:
+            segments[index] = urlencode({name: missing.pop(name)}).encode()
+    segments += [urlencode({name: value}).encode() for name, value in missing.items()]
+    return b"&".join(segments)
 
 
 def push(
