@@ -255,3 +255,21 @@ def test_replay_with_secret_gets_stale_recordings_accepted_by_a_hub(live_hub, tm
         ("douyin", "4881995531871913482", "paid"),
         ("jddj", "2511110000000001", "paid"),
     ]
+
+
+def test_doctor_names_the_secret_a_douyin_or_daojia_endpoint_accepts(live_hub) -> None:
+    # doctor signs its test push with the secret given, then re-signs it with each
+    # --try-secret: the hub holds the "test" one, so that is the mix-up it reports
+    url, _hub = live_hub
+    for shop, new in ((DOUYIN, DOUYIN_NEW), (JDDJ, JDDJ_NEW)):
+        args = ["doctor", f"{url}/webhooks/{shop.platform}/{shop.name}", "-p", shop.platform]
+        args += ["--shop", shop.name, "--secret", shop.secret, "--app-key", str(shop.app_key)]
+        args += ["--try-secret", f"test={new}", "--json", "--config", "/nonexistent.toml"]
+        result = CliRunner().invoke(cli, args)
+        assert result.exception is None or isinstance(result.exception, SystemExit), result
+        report = json.loads(result.output)
+        problems = [f for f in report["findings"] if f["severity"] != "ok"]
+        assert result.exit_code == 1 and [f["code"] for f in problems] == [
+            "environment_mismatch"
+        ], report
+        assert "'test' secret" in problems[0]["message"]
