@@ -26,6 +26,10 @@ Errors (from `connectors.base`):
     ├── InvalidParameter   our request is wrong: no retry
     └── PlatformBusy       5xx, timeout, circuit open, isp.*: retry with backoff
 
+`needs_person(error)` tells the two halves apart: AuthExpired and InvalidParameter
+come back the same on every retry until someone changes the shop's token, secret,
+app key or permissions; RateLimited and PlatformBusy pass by themselves.
+
 State is per platform per event loop (an `httpx.AsyncClient` is bound to its loop);
 `runtimes()` lists them for /metrics.
 """
@@ -352,6 +356,14 @@ def check_options(shop: Shop) -> None:
     method = shop.options.get("sign_method", methods[0])
     if method not in methods:
         raise ValueError(f"options.sign_method: {method!r} is not one of {', '.join(methods)}")
+
+
+def needs_person(error: ApiError) -> bool:
+    """Will this error come back on every retry until a person changes the shop's
+    config (a missing or expired token, a refused signature or app key, a call the app
+    may not make)? The error classes say it: only RateLimited and PlatformBusy are
+    worth retrying as they are."""
+    return not error.retryable
 
 
 # --- helpers the platform modules share -------------------------------------------------
@@ -718,6 +730,7 @@ __all__ = [
     "beijing",
     "compact",
     "load_json",
+    "needs_person",
     "option_secret",
     "runtime_for",
     "runtimes",

@@ -20,6 +20,14 @@ copies. "Known" is the same dedupe key, or, for a transition an order makes once
 a push may carry the message's time where the poll carries the order's, and a
 reconcile must not report such a change as missed. The UNIQUE key in the ingest stays
 the judge for the rest.
+
+A pull that fails in a way only a person can fix (`apiclient.needs_person`: no token,
+an expired one, credentials the platform refuses) blocks the shop: `reconcile_state`
+says since when, why, how many tries and when the next one is (`/api/reconcile`, the
+board, Datasette); the log says it once per error code, and the next tries come
+after twice the interval, then four times, up to `options.reconcile_backoff_max_seconds`
+(default 1800). A config reload that changes the shop restarts its loop, which tries at
+once. A transient failure (timeout, 5xx, rate limit, open circuit) keeps the interval.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -51,6 +59,7 @@ log = logging.getLogger("orderhook.reconcile")
 DEFAULT_INTERVAL = 60.0
 DEFAULT_OVERLAP = 300.0
 DEFAULT_LOOKBACK = 3600.0
+DEFAULT_BACKOFF_MAX = 1800.0
 NO_REPLY = Reply(200, b"")  # a poll answers nobody
 
 
@@ -72,6 +81,9 @@ class RunResult:
     missed: list[dict[str, Any]] = field(default_factory=list)  # the new events
     error_code: str | None = None
     error: str | None = None
+    blocked: bool = False  # failed in a way only a person can fix
+    blocked_tries: int = 0  # tries in a row that failed with this error_code
+    unblocked: dict[str, Any] | None = None  # the block an ok run ended (since, code, tries)
 
     @property
     def duplicates(self) -> int:
@@ -163,6 +175,7 @@ async def reconcile_shop(
             )
     except ApiError as exc:
         result.outcome, result.error_code, result.error = "failed", exc.code, exc.message
+        result.blocked = apiclient.needs_person(exc)
     except Exception as exc:  # a bug or a malformed answer: log the run as failed, keep going
         log.exception("reconcile %s failed", shop.name)
         result.outcome, result.error_code = "failed", "internal_error"
@@ -204,6 +217,11 @@ def _finish(conn: Any, result: RunResult) -> list[dict[str, Any]]:
         reconcile_sql.advance(
             conn, result.shop, result.platform, result.run_id, result.start, result.end
         )
+        result.unblocked = reconcile_sql.clear_blocked(conn, result.shop)
+    elif result.blocked:
+        result.blocked_tries = reconcile_sql.mark_blocked(
+            conn, result.shop, result.platform, result.error_code or "", result.error or ""
+        )
     # a reconcile request holds only the events it inserted: exactly what pushes missed
     return reconcile_sql.missed_events(conn, result.request_ids)
 
@@ -216,18 +234,62 @@ def next_window(shop: Shop, mark: datetime | None, now: datetime) -> tuple[datet
     return min(mark, now) - timedelta(seconds=overlap), now
 
 
-async def _shop_loop(hub: Hub, shop: Shop) -> None:
+def backoff(interval: float, ceiling: float, tries: int) -> float:
+    """The wait after the `tries`-th blocked try in a row: twice the interval, then
+    doubling, never above `ceiling` (nor below the interval)."""
+    return max(interval, min(ceiling, interval * 2.0 ** min(tries, 32)))
+
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+async def _shop_loop(hub: Hub, shop: Shop, sleep: Sleep = asyncio.sleep) -> None:
     interval = option_seconds(shop, "reconcile_seconds", DEFAULT_INTERVAL)
+    ceiling = option_seconds(shop, "reconcile_backoff_max_seconds", DEFAULT_BACKOFF_MAX)
+    said: str | None = None  # the error code of the block last logged
     while True:
+        delay = interval
         try:
             mark = await hub.store.read(reconcile_sql.watermark, shop.name)
             start, end = next_window(shop, mark, utcnow())
-            await reconcile_shop(hub.store, shop, start, end, metrics=hub.metrics)
+            result = await reconcile_shop(hub.store, shop, start, end, metrics=hub.metrics)
+            if result.blocked:
+                delay = backoff(interval, ceiling, result.blocked_tries)
+                await hub.store.write(
+                    reconcile_sql.set_next_try, shop.name, utcnow() + timedelta(seconds=delay)
+                )
+                if result.error_code != said:
+                    said = result.error_code
+                    log_blocked(result, delay, ceiling)
+            elif result.outcome == "ok":
+                said = None
+                if result.unblocked:
+                    log.warning(
+                        "reconcile resumed for shop %s (blocked since %s by %s, %d tries)",
+                        shop.name,
+                        result.unblocked["since"],
+                        result.unblocked["code"],
+                        result.unblocked["tries"],
+                    )
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("reconcile loop for %s failed; next try in %.0f s", shop.name, interval)
-        await asyncio.sleep(interval)
+        await sleep(delay)
+
+
+def log_blocked(result: RunResult, delay: float, ceiling: float) -> None:
+    log.error(
+        "reconcile blocked for shop %s (%s): %s: %s. It needs a person: fix the shop's "
+        "token or credentials and reload the config (tried again at once). Until then "
+        "tries back off: next in %.0f s, then at most every %.0f s",
+        result.shop,
+        result.platform,
+        result.error_code,
+        result.error,
+        delay,
+        max(delay, ceiling),
+    )
 
 
 def check_shop(shop: Shop) -> None:
@@ -237,6 +299,7 @@ def check_shop(shop: Shop) -> None:
         ("reconcile_seconds", DEFAULT_INTERVAL),
         ("reconcile_overlap_seconds", DEFAULT_OVERLAP),
         ("reconcile_lookback_seconds", DEFAULT_LOOKBACK),
+        ("reconcile_backoff_max_seconds", DEFAULT_BACKOFF_MAX),
     ):
         option_seconds(shop, key, default)
 

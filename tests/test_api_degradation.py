@@ -15,7 +15,7 @@ from connectors.base import AuthExpired, PlatformBusy
 from hub.runtime import Hub
 from hub.settings import Shop
 from sandbox.fakes.platform_api import FakeOrder, FakePlatformApi
-from tests.platform_fake import fake_api
+from tests.platform_fake import fake_api, fake_shop
 
 pytestmark = pytest.mark.anyio
 
@@ -85,14 +85,7 @@ fake = pytest.fixture(name="fake")(fake_api)
 
 
 def jd_shop(url: str) -> Shop:
-    return Shop(
-        "acme-jd",
-        "jd",
-        "jd-secret",
-        app_key="jd-key",
-        api_base=url,
-        options={"access_token": "tok", "api_breaker_failures": 3, "api_breaker_reset_seconds": 60},
-    )
+    return fake_shop("jd", url, api_breaker_failures=3, api_breaker_reset_seconds=60)
 
 
 async def test_open_breaker_serves_reads_from_last_good_and_fails_writes_fast(

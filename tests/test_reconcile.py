@@ -21,7 +21,7 @@ from hub.settings import Settings, Shop
 from hub.settings import load as load_settings
 from hub.store import Store, reconcile_sql
 from sandbox.fakes.platform_api import FakeOrder, FakePlatformApi
-from tests.platform_fake import fake_api, shop_toml
+from tests.platform_fake import fake_api, fake_shop, shop_toml, started_store
 
 pytestmark = pytest.mark.anyio
 
@@ -31,24 +31,8 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 fake = pytest.fixture(name="fake")(fake_api)
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> Store:
-    s = Store(tmp_path / "hub.db")
-    await s.start()
-    yield s  # type: ignore[misc]
-    await s.stop()
-
-
-def shop(platform: str, url: str, **options: object) -> Shop:
-    key, secret = f"{platform}-key", f"{platform}-secret"
-    return Shop(
-        f"acme-{platform}",
-        platform,
-        secret,
-        app_key=key,
-        api_base=url,
-        options={"access_token": "tok", **options},
-    )
+store = pytest.fixture(name="store")(started_store)
+shop = fake_shop
 
 
 def rows(store: Store, sql: str, *args: object) -> list[tuple]:

@@ -102,12 +102,80 @@ def missed_events(conn: sqlite3.Connection, request_ids: list[int]) -> list[dict
 
 
 def states(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Per shop: the watermark, and `blocked` (None, or since when, why, how many tries
+    and when the next one is) for a shop whose pulls need a person."""
     cur = conn.execute(
-        "SELECT shop, platform, watermark, last_run_id, updated_at FROM reconcile_state "
+        "SELECT shop, platform, watermark, last_run_id, updated_at, blocked_since, "
+        "blocked_code, blocked_error, blocked_tries, next_try_at FROM reconcile_state "
         "ORDER BY shop"
     )
-    names = [c[0] for c in cur.description]
-    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    out = []
+    for shop, platform, mark, last_run_id, updated_at, *block in cur.fetchall():
+        since, code, error, tries, next_try_at = block
+        out.append(
+            {
+                "shop": shop,
+                "platform": platform,
+                "watermark": mark,
+                "last_run_id": last_run_id,
+                "updated_at": updated_at,
+                "blocked": None
+                if since is None
+                else {
+                    "since": since,
+                    "code": code,
+                    "error": error,
+                    "tries": tries,
+                    "next_try_at": next_try_at,
+                },
+            }
+        )
+    return out
+
+
+def mark_blocked(conn: sqlite3.Connection, shop: str, platform: str, code: str, error: str) -> int:
+    """Record a pull that failed in a way only a person can fix; returns how many tries
+    in a row failed with this code (another code starts a new block)."""
+    conn.execute(
+        "INSERT INTO reconcile_state (shop, platform, updated_at, blocked_since, blocked_code, "
+        "blocked_error, blocked_tries) VALUES (?1, ?2, ?3, ?3, ?4, ?5, 1) "
+        "ON CONFLICT(shop) DO UPDATE SET platform = excluded.platform, "
+        "updated_at = excluded.updated_at, next_try_at = NULL, "
+        "blocked_error = excluded.blocked_error, blocked_code = excluded.blocked_code, "
+        # SET expressions read the row as it was: the same code continues the block
+        "blocked_since = CASE WHEN blocked_code IS excluded.blocked_code "
+        "THEN blocked_since ELSE excluded.blocked_since END, "
+        "blocked_tries = CASE WHEN blocked_code IS excluded.blocked_code "
+        "THEN blocked_tries + 1 ELSE 1 END",
+        (shop, platform, iso_utc(utcnow()), code, error),
+    )
+    row = conn.execute("SELECT blocked_tries FROM reconcile_state WHERE shop = ?", (shop,))
+    return int(row.fetchone()[0])
+
+
+def set_next_try(conn: sqlite3.Connection, shop: str, at: datetime) -> None:
+    conn.execute(
+        "UPDATE reconcile_state SET next_try_at = ? WHERE shop = ? AND blocked_since IS NOT NULL",
+        (iso_utc(at), shop),
+    )
+
+
+def clear_blocked(conn: sqlite3.Connection, shop: str) -> dict[str, Any] | None:
+    """A live pull succeeded: the shop is no longer blocked. Returns the block it was
+    in (since, code, tries), or None when it was not blocked."""
+    row = conn.execute(
+        "SELECT blocked_since, blocked_code, blocked_tries FROM reconcile_state "
+        "WHERE shop = ? AND blocked_since IS NOT NULL",
+        (shop,),
+    ).fetchone()
+    if row is None:
+        return None
+    conn.execute(
+        "UPDATE reconcile_state SET blocked_since = NULL, blocked_code = NULL, "
+        "blocked_error = NULL, blocked_tries = 0, next_try_at = NULL WHERE shop = ?",
+        (shop,),
+    )
+    return {"since": row[0], "code": row[1], "tries": row[2]}
 
 
 # transitions an order makes once: any event of that kind for the order means the

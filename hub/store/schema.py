@@ -444,3 +444,18 @@ def m0008_sandbox(db: Database) -> None:
         )
         """
     )
+
+
+@migrations(name="0010_reconcile_blocked")
+def m0010_reconcile_blocked(db: Database) -> None:
+    # A shop whose pulls fail in a way only a person can fix (no token, token expired,
+    # credentials refused): since when, why, how many tries, and when the next one is.
+    # NULL blocked_since: not blocked. See hub/reconcile.py.
+    for column in (
+        "blocked_since TEXT",  # first failed try of the current block (UTC)
+        "blocked_code TEXT",  # the platform's or the client's error code
+        "blocked_error TEXT",
+        "blocked_tries INTEGER NOT NULL DEFAULT 0",
+        "next_try_at TEXT",  # when the service tries again by itself (a reload: at once)
+    ):
+        db.execute(f"ALTER TABLE reconcile_state ADD COLUMN {column}")
