@@ -84,6 +84,8 @@ async def run_loop(hub: Hub, shop: Shop, waits: Waits) -> None:
 async def test_shop_without_token_backs_off_and_says_so_once(
     fake: tuple[FakePlatformApi, str],
     hub: Hub,
+    client: httpx.AsyncClient,
+    admin_token: str,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -106,6 +108,13 @@ async def test_shop_without_token_backs_off_and_says_so_once(
     wait = parse_iso(blocked["next_try_at"]) - parse_iso(runs[0]["finished_at"])
     assert timedelta(seconds=590) < wait <= timedelta(seconds=601)
     assert state(hub.store, "acme-jd")["watermark"] is None
+    # what /api/reconcile (and the board) show for the shop
+    answer = await client.get(
+        "/api/reconcile?shop=acme-jd", headers={"authorization": f"Bearer {admin_token}"}
+    )
+    (shown,) = answer.json()["shops"]
+    assert shown["shop"] == "acme-jd" and shown["watermark"] is None
+    assert shown["blocked"] == blocked
 
     # one line for the five tries, saying what to do
     (line,) = errors(caplog)
