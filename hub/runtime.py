@@ -39,9 +39,12 @@ SERVICES: list[Service] = [
 ]
 
 
-# what the store's stage runner loads before its first job (`Store.offload`): the module
-# of the functions the stages offload, and the connector registry they read facts with
-OFFLOADED = ("hub.dispatch.engine", "connectors:names")
+# what the store's worker processes load before their first job: the connector registry
+# (the ingest writer judges pushes with it, the stages read facts with it) and the module
+# of the functions the stages offload (`Store.offload`)
+PRELOAD = ("connectors:names", "hub.dispatch.engine")
+# what the ingest writer judges each received push with (verify, parse, the reply)
+ADMIT = "hub.ingest:admit"
 
 
 class Hub:
@@ -50,7 +53,7 @@ class Hub:
         self.services = list(SERVICES if services is None else services)
         # the stage runner starts with the store only for a hub whose stages offload
         offloads = dispatch.run in self.services
-        self.store = Store(settings.db, preload=OFFLOADED if offloads else ())
+        self.store = Store(settings.db, preload=PRELOAD, admit=ADMIT, stages=offloads)
         self.metrics = Metrics()
         self.store.batch_listeners.append(self.metrics.observe_batch)
         self._tasks: list[asyncio.Task[None]] = []

@@ -225,10 +225,10 @@ async def test_json_content_type_is_refused(client: httpx.AsyncClient) -> None:
 async def test_store_failure_asks_daojia_to_push_again(
     client: httpx.AsyncClient, hub: Hub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(job: object) -> None:
+    def broken(request: object, context: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(hub.store, "ingest", broken)
+    monkeypatch.setattr(hub.store, "receive", broken)
     r = await client.post(URL + "newOrder", content=urlencode(params()), headers=FORM)
     assert r.status_code == 503
     assert r.json()["code"] == "-10000"

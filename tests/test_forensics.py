@@ -104,11 +104,10 @@ def test_explain_finds_nothing_for_a_random_signature_and_skips_unusable_peer_se
 async def test_peers_are_precomputed_per_platform_and_follow_a_reloaded_config(
     hub: Hub, write_config: Callable[[str], Path]
 ) -> None:
-    from hub.ingest import Ingest
+    from hub.ingest import peers
 
-    ingest = Ingest(hub)
     acme = hub.settings.shops["acme"]
-    assert [p.name for p in ingest.peers(acme)] == ["acme-staging"]
-    assert ingest.peers(acme) is ingest.peers(acme)  # a lookup, not a rebuild
+    assert [p.name for p in peers(hub.settings, acme)] == ["acme-staging"]
+    assert peers(hub.settings, acme) is peers(hub.settings, acme)  # a lookup, not a rebuild
     hub.settings = settings_mod.load(write_config(""), env={})  # staging shop removed
-    assert ingest.peers(hub.settings.shops["acme"]) == ()
+    assert peers(hub.settings, hub.settings.shops["acme"]) == ()

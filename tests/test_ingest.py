@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
 
+from hub import settings as settings_mod
 from hub.runtime import Hub
 from hub.store import queries
-from tests.helpers import order_body, signed
+from tests.conftest import BASE_CONFIG
+from tests.helpers import DEMO_SECRET, order_body, signed
 
 pytestmark = pytest.mark.anyio
 
@@ -263,3 +268,27 @@ async def test_recording_api_returns_the_documented_format(
     assert one["format"] == "orderhook.recording/1"
     assert one["body"] == body.decode() and one["body_encoding"] == "utf-8"
     assert json.loads(one["response"]["body"]) == {"ok": True}
+
+
+async def test_a_reloaded_config_is_what_the_next_push_is_judged_by(
+    client: httpx.AsyncClient, hub: Hub, write_config: Callable[[str], Path]
+) -> None:
+    # the writer process judges pushes: a reload (hub.settings replaced) must reach it
+    # before the next push, both ways: a shop added, a secret rotated
+    body = order_body(order_id="9")
+    r = await client.post("/webhooks/standard/later", content=body, headers=signed(body))
+    assert r.status_code == 404 and r.json()["error"]["reason"] == "unknown_shop"
+    rotated = "whsec_" + base64.b64encode(b"rotated-secret-of-32-bytes-long!").decode()
+    hub.settings = settings_mod.load(
+        write_config(
+            f'[shops.later]\nplatform = "standard"\nsecret = "{DEMO_SECRET}"\n',
+            base=BASE_CONFIG.replace(DEMO_SECRET, rotated),
+        ),
+        env={},
+    )
+    r = await client.post("/webhooks/standard/later", content=body, headers=signed(body))
+    assert r.status_code == 200 and (await last_request(hub))["shop"] == "later"
+    r = await client.post(URL, content=body, headers=signed(body))  # acme's old secret
+    assert r.status_code == 401
+    r = await client.post(URL, content=body, headers=signed(body, secret=rotated))
+    assert r.status_code == 200

@@ -6,16 +6,21 @@ import asyncio
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from connectors.base import Reply
+from hub.runtime import Hub
 from hub.store import IngestJob, Store, StoreUnavailable, queries
+from tests.helpers import order_body, signed
 from tests.test_store import event, record
 
 pytestmark = pytest.mark.anyio
 
 OK = Reply(200, b'{"ok":true}')
+URL = "/webhooks/standard/acme"
 
 
 async def test_a_dead_writer_fails_waiting_requests_and_is_replaced(tmp_path: Path) -> None:
@@ -77,3 +82,51 @@ async def test_the_hubs_own_writes_are_not_starved_by_a_burst_of_pushes(tmp_path
     # the write went through in the middle of the burst, not after it
     assert still_waiting > 0 or written < 4000
     assert store.run(queries.counts)["requests"] == 4000
+
+
+async def test_a_replaced_writer_judges_pushes_by_the_hubs_settings(
+    client: httpx.AsyncClient, hub: Hub
+) -> None:
+    # the settings travel to the writer once, not with each push: a new writer must
+    # get them again before it judges anything
+    body = order_body(order_id="1")
+    assert (await client.post(URL, content=body, headers=signed(body))).status_code == 200
+    os.kill(hub.store._ingest.process.pid, signal.SIGKILL)  # type: ignore[union-attr]
+    statuses: list[int] = []
+    for n in range(2, 200):
+        body = order_body(order_id=str(n))
+        r = await client.post(URL, content=body, headers=signed(body))
+        statuses.append(r.status_code)
+        if r.status_code != 503:
+            break
+        await asyncio.sleep(0.05)
+    assert statuses[-1] == 200, statuses  # not a 500 from a writer without settings
+    assert set(statuses[:-1]) <= {503}
+
+
+def broken_admit(settings: object, received: tuple[Any, ...]) -> IngestJob:
+    raise RuntimeError("a bug in judging")
+
+
+async def test_a_push_the_writer_fails_to_judge_is_kept_and_answered_500(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db", admit=f"{__name__}:broken_admit")
+    await store.start()
+    try:
+        received = (
+            1_764_000_000_000_000,
+            "POST",
+            "/webhooks/standard/acme",
+            b"a=1",
+            [(b"content-type", b"application/json")],
+            b'{"id": 1}',
+            "127.0.0.1:5000",
+            False,
+        )
+        result = await store.receive(received, {"any": "settings"})
+    finally:
+        await store.stop()
+    assert (result.outcome, result.reason, result.reply.status) == ("error", "internal_error", 500)
+    kept = store.run(lambda c: queries.list_requests(c, limit=1))[0]
+    assert kept["body"] == b'{"id": 1}' and kept["path"] == "/webhooks/standard/acme"
+    assert kept["query"] == "a=1" and kept["received_at"].startswith("2025-11-24T")
+    assert "a bug in judging" in kept["detail"]

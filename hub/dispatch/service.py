@@ -32,6 +32,10 @@ log = logging.getLogger("orderhook.dispatch")
 # below bounds the stage's share anyway) and made acks slower (p99 2.5-4.6 s at
 # 2,000/s against 0.4-0.7 s with 100): see docs/dispatch.md, "The stage in batches".
 BATCH = 100
+# the slice while pushes wait for their commit: each slice holds the write turn, and
+# the ingest writer waits for the one in progress (the stage's commits are not flushed
+# to disk by themselves, so a smaller slice costs little more)
+BATCH_UNDER_LOAD = 25
 
 # Acks first: while this many requests wait for their commit (the ingest writer is
 # saturated), the stage takes at most a third of the time, sleeping twice as long as
@@ -52,7 +56,9 @@ async def run(hub: Hub) -> None:
         try:
             while True:
                 started = time.monotonic()
-                result = await hub.store.offload(engine.process, Shared(live.config), BATCH)
+                busy = hub.store.ingest_waiting() >= INGEST_SATURATED
+                size = BATCH_UNDER_LOAD if busy else BATCH
+                result = await hub.store.offload(engine.process, Shared(live.config), size)
                 if result.applied or result.assigned:
                     counts = hub.metrics.dispatch_decisions
                     counts.labels("routed").inc(len(result.routed))
@@ -61,7 +67,7 @@ async def run(hub: Hub) -> None:
                     live.pulse.beat()
                 if result.applied and hub.store.ingest_waiting() >= INGEST_SATURATED:
                     await asyncio.sleep(2 * (time.monotonic() - started))
-                if result.applied < BATCH:
+                if result.applied < size:
                     break
         except Exception:
             log.exception("dispatching committed events failed; retrying")

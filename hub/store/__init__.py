@@ -3,7 +3,8 @@
     store = Store(path)
     store.migrate()                       # numbered migrations, recorded in the db
     await store.start()                   # the ingest writer process + the writer thread
-    result = await store.ingest(job)      # group-committed; returns after the commit
+    result = await store.receive(request, settings)  # judged + recorded by the writer
+    result = await store.ingest(job)      # a job judged already (channels, reconciliation)
     value = await store.write(fn, *args)  # fn(conn, *args) in the writer's transaction
     value = await store.offload(fn, *args)  # the same in the stage runner process
     rows = await store.read(fn, *args)    # fn(conn, *args) on a reader thread
@@ -52,11 +53,19 @@ log = logging.getLogger("orderhook.store")
 
 class Store:
     def __init__(
-        self, path: Path | str, *, max_batch: int = 1024, preload: tuple[str, ...] = ()
+        self,
+        path: Path | str,
+        *,
+        max_batch: int = 1024,
+        preload: tuple[str, ...] = (),
+        admit: str | None = None,
+        stages: bool = False,
     ) -> None:
         self.path = Path(path)
         self.max_batch = max_batch
-        self.preload = preload  # the stage runner's warm-up: MODULE or MODULE:FUNCTION
+        self.preload = preload  # the workers' warm-up: MODULE or MODULE:FUNCTION
+        self.admit = admit  # "module:function" that judges a received request (`receive`)
+        self.stages = stages  # start the stage runner with the store, not on first use
         self._writer: Writer | None = None
         self._ingest: IngestWriter | None = None
         self._turn: Turn | None = None
@@ -99,13 +108,15 @@ class Store:
             self.path,
             loop,
             max_batch=self.max_batch,
+            admit=self.admit,
+            preload=self.preload,
             on_batch=self._on_batch,
             on_commit=self._on_commit,
             on_reply=self._on_reply,
         )
-        # a store that was told what it will offload starts its stage runner now, side by
-        # side with the ingest writer, rather than make the first offloaded job wait
-        stages = StageRunner(self.path, loop, self.preload) if self.preload else None
+        # a store told it will offload starts its stage runner now, side by side with the
+        # ingest writer, rather than make the first offloaded job wait
+        stages = StageRunner(self.path, loop, self.preload) if self.stages else None
         try:
             await asyncio.gather(self._ingest.start(), *([stages.start()] if stages else []))
         except BaseException:
@@ -166,9 +177,18 @@ class Store:
 
     # --- writing ----------------------------------------------------------------------
 
+    def receive(self, request: tuple[Any, ...], context: Any) -> asyncio.Future[IngestResult]:
+        """A request as it arrived, judged by the writer (`admit(context, request)`:
+        verify, parse, the reply) and recorded with its events; the future resolves
+        after the commit, or fails with StoreUnavailable. `context` (the settings) is
+        sent to the writer again only when it is another object."""
+        if self._ingest is None:
+            raise RuntimeError("store is not started")
+        return self._ingest.receive(request, context)
+
     def ingest(self, job: IngestJob) -> asyncio.Future[IngestResult]:
-        """Record a request (and its events); the future resolves after the commit, or
-        fails with StoreUnavailable."""
+        """Record a request judged already (and its events); the future resolves after
+        the commit, or fails with StoreUnavailable."""
         if self._ingest is None:
             raise RuntimeError("store is not started")
         return self._ingest.submit(job)

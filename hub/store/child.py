@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import signal
 import socket
 import struct
 import subprocess
 import sys
+from typing import Any
 
 log = logging.getLogger("orderhook.store")
 
@@ -58,6 +60,23 @@ class FrameReader:
 
 def frame(data: bytes) -> bytes:
     return FRAME.pack(len(data)) + data
+
+
+def resolve(ref: str) -> Any:
+    """The object named by "module:attribute" (a worker's entry, or what it calls)."""
+    module, _, attribute = ref.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def warm(items: list[str]) -> None:
+    """Before a worker says `ready`, so that its first job is not slowed by imports and
+    lazy set-ups (a connector registry, say): import each MODULE, call each
+    MODULE:FUNCTION."""
+    for item in items:
+        if ":" in item:
+            resolve(item)()
+        else:
+            importlib.import_module(item)
 
 
 def worker_setup() -> None:

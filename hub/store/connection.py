@@ -8,11 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
-def connect(path: Path | str) -> sqlite3.Connection:
+def connect(path: Path | str, *, durable: bool = True) -> sqlite3.Connection:
+    """A connection with the hub's pragmas. `durable` (synchronous=FULL): each commit
+    survives power loss, not just a process crash (an ack is a promise). Without it
+    (NORMAL) a commit is not flushed to disk by itself but by the next durable commit
+    of any connection (the WAL is one file, flushed up to its end) or the checkpoint:
+    for work derived from stored events and redone from a cursor if power fails."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
     conn.execute("PRAGMA journal_mode=WAL")
-    # FULL: a commit survives power loss, not just a process crash (an ack is a promise)
-    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
     conn.execute("PRAGMA busy_timeout=10000")
     return conn
 

@@ -1,16 +1,20 @@
-"""The ingest writer: a process of its own that records every request and its events.
+"""The ingest writer: a process of its own that judges and records every push.
 
-Why a process: the event loop verifies, parses and answers; recording (building rows,
-SQLite's inserts, the commit) is as much work again. In one process the two take turns
-on the GIL, so a second core does not help and each waits on the other (py-spy showed
-the writer thread queueing for the GIL after every statement). Here the event loop
-sends each job as a small tuple over a socket pair and gets the outcome back; the
-writer, on the other core, group-commits whatever arrived while the previous commit
-was being written to disk (synchronous=FULL), and answers only after COMMIT returns.
+Why a process: the event loop runs the HTTP server, and its time per request is what
+caps a burst; verify, parse and building the record's rows (SQLite's inserts, the
+commit) were more than its own share. In one process they take turns on the GIL, so a
+second core does not help. Here the event loop sends each request as it arrived, a
+plain tuple over a socket pair; the writer, on the other core, judges it with the hub's
+`admit` (connector, shop, verify, parse, reply), group-commits whatever arrived while
+the previous commit was being written to disk (synchronous=FULL), and answers the
+outcome and the reply only after COMMIT returns.
 
-    event loop  --job frames-->  serve(): BEGIN; dedupe + rows; COMMIT  --outcomes-->
+    event loop  --requests-->  serve(): admit; BEGIN; dedupe + rows; COMMIT  --replies-->
 
-A frame is a 4-byte length and a `marshal`-encoded list (see `ingest_sql.to_wire`).
+A frame is a 4-byte length and a `marshal`-encoded (settings, items) pair: the settings
+`admit` judges by, pickled, only when they changed or the writer is new (else None);
+the items are received requests (`IngestWriter.receive`) or jobs the event loop judged
+itself (`submit`: channel messages, reconciliation pages; see `ingest_sql.to_wire`).
 The writer exits when the event loop closes its end (after writing what it was sent);
 if the writer dies, every request waiting on it is answered 503 (the platform sends it
 again and the dedupe key catches the ones that did commit) and a new writer starts.
@@ -22,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import marshal
+import pickle
 import socket
 import sqlite3
 import sys
@@ -31,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.base import Rejection, Reply
+from hub.model import Kind
 from hub.store import ingest_sql
 from hub.store.child import (
     BUFFER,
@@ -38,7 +44,9 @@ from hub.store.child import (
     Child,
     FrameReader,
     StoreUnavailable,
+    resolve,
     send_blocking,
+    warm,
     worker_setup,
 )
 from hub.store.connection import connect, transaction
@@ -49,26 +57,30 @@ log = logging.getLogger("orderhook.store")
 
 STREAM = 16  # jobs sent at once while the writer is busy
 IDLE = 0.2  # seconds without work before the writer records pending handling times
+RECEIVED = 3  # a received item is (seq, submitted, request); a judged one is longer
 
 INTERNAL_ERROR = Reply(500, ingest_sql.INTERNAL_ERROR_BODY)
+CONFLICT = Reply(409, ingest_sql.CONFLICT_BODY)
 
 
 # --- the writer process -----------------------------------------------------------------
 
 
 def main() -> None:
-    """The writer process (argv: FD DB MAX_BATCH), started by `IngestWriter`."""
-    fd, db, max_batch = sys.argv[1:4]
+    """The writer process (argv: FD DB MAX_BATCH ADMIT [PRELOAD...]), started by
+    `IngestWriter`."""
+    fd, db, max_batch, admit, *preload = sys.argv[1:]
     worker_setup()
+    warm(preload)
     turn = Turn(db)
     try:
-        serve(db, socket.socket(fileno=int(fd)), turn, int(max_batch))
+        serve(db, socket.socket(fileno=int(fd)), turn, int(max_batch), Judge(admit))
     finally:
         turn.close()
 
 
-def serve(path: str, sock: socket.socket, turn: Turn, max_batch: int) -> None:
-    """Commit what arrives until the event loop hangs up."""
+def serve(path: str, sock: socket.socket, turn: Turn, max_batch: int, judge: Judge) -> None:
+    """Judge and commit what arrives until the event loop hangs up."""
     conn = connect(path)
     batches = Batches(conn)
     sock.settimeout(IDLE)
@@ -81,25 +93,109 @@ def serve(path: str, sock: socket.socket, turn: Turn, max_batch: int) -> None:
                 chunk = sock.recv(BUFFER)
             except TimeoutError:
                 if not reader.partial:
-                    batches.flush_timing()
+                    batches.flush_later()
                 continue
             except ConnectionResetError:  # the hub died with our answers unread
                 chunk = b""
             if not chunk:
                 open_ = False
-            jobs = [job for frame in reader.feed(chunk) for job in marshal.loads(frame)]
+            # received requests are judged before the write turn is taken: verify and
+            # parse do not hold the database
+            jobs = [job for data in reader.feed(chunk) for job in judge.frame(data)]
             for at in range(0, len(jobs), max_batch):
                 part = jobs[at : at + max_batch]
                 started = time.monotonic()
                 with turn.ingest():
-                    outcomes, max_event_id = batches.commit(part)
-                done = (outcomes, len(part), time.monotonic() - started, max_event_id)
+                    outcomes, max_event_id = batches.commit([wire for wire, _ in part])
+                answers = [
+                    judge.answer(outcome, job, batches)
+                    for outcome, (_, job) in zip(outcomes, part, strict=True)
+                ]
+                done = (answers, len(part), time.monotonic() - started, max_event_id)
                 send_blocking(sock, marshal.dumps(done))
         with turn.ingest():
-            batches.flush_timing()
+            batches.flush_later()
     finally:
         conn.close()
         sock.close()
+
+
+class Judge:
+    """The writer's side of `IngestWriter.receive`: a received request becomes a job
+    here (`admit`, the hub's verify and parse, under the settings the event loop sent
+    last), and its outcome becomes the reply the event loop sends."""
+
+    def __init__(self, admit: str) -> None:
+        self.admit: Callable[[Any, Any], IngestJob] | None = (
+            None if admit == "-" else resolve(admit)
+        )
+        self.context: Any = None
+
+    def frame(self, data: bytes) -> list[tuple[tuple[Any, ...], IngestJob | None]]:
+        """A frame's jobs as (wire, the job judged here or None)."""
+        context, items = marshal.loads(data)
+        if context is not None:
+            self.context = pickle.loads(context)
+        return [self._job(item) if len(item) == RECEIVED else (item, None) for item in items]
+
+    def _job(self, item: tuple[Any, ...]) -> tuple[tuple[Any, ...], IngestJob]:
+        seq, submitted, received = item
+        try:
+            assert self.admit is not None, "received a request with no admit function"
+            job = self.admit(self.context, received)
+            return ingest_sql.to_wire(seq, submitted, job), job
+        except Exception as exc:  # our bug: keep the request as it came, answer 500
+            log.exception("judging a received request failed")
+            job = _as_internal_error(received_job(received), exc)
+            return ingest_sql.to_wire(seq, submitted, job), job
+
+    def answer(
+        self, outcome: ingest_sql.Outcome, job: IngestJob | None, batches: Batches
+    ) -> tuple[Any, ...]:
+        """What the event loop gets back for one job: the outcome, and for a job judged
+        here its reply and what the metrics count."""
+        if job is None:
+            return outcome
+        request_id, result, reason, detail = outcome[1], outcome[2], outcome[3], outcome[4]
+        reply = job.reply
+        if result == "error" and job.record.outcome != "error":  # the store failed it
+            reply = INTERNAL_ERROR
+        elif reason == "message_id_reused":
+            reply = conflict_reply(job, detail)
+            if reply != CONFLICT:
+                batches.responses.append((request_id, reply.status, reply.body))
+        unknown = [(e.platform, e.platform_type) for e in job.events if e.kind is Kind.OTHER]
+        shaped = (reply.status, reply.body, reply.content_type, reply.headers)
+        return (*outcome, shaped, job.labels, job.record.forensics, unknown)
+
+
+def received_job(received: tuple[Any, ...]) -> IngestJob:
+    """A received request kept as it came, with nothing judged (`admit` failed)."""
+    received_us, method, path, query, headers, body, peer, truncated = received
+    record = ingest_sql.RequestRecord(
+        received_at=ingest_sql.EPOCH + received_us * ingest_sql.MICROSECOND,
+        method=method,
+        path=path,
+        query=query.decode("latin-1"),
+        headers=headers,
+        body=body,
+        peer=peer,
+        platform=None,
+        shop=None,
+        body_truncated=truncated,
+    )
+    return IngestJob(record, [], INTERNAL_ERROR)
+
+
+def conflict_reply(job: IngestJob, detail: str | None) -> Reply:
+    """The answer to a reused message id, in the connector's shape when it has one."""
+    if job.on_conflict is None:
+        return CONFLICT
+    try:
+        return job.on_conflict(Rejection("message_id_reused", detail or "", status=409))
+    except Exception:
+        log.exception("connector failed to shape its conflict reply")
+        return CONFLICT
 
 
 class Batches:
@@ -109,6 +205,9 @@ class Batches:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self.timing: list[tuple[float, int]] = []  # (handling ms, request id), not yet stored
+        # (request id, status, body): answers shaped after their commit (a conflict in
+        # the connector's own format), stored with the next batch
+        self.responses: list[tuple[int, int, bytes]] = []
 
     def commit(self, jobs: list[tuple[Any, ...]]) -> tuple[list[ingest_sql.Outcome], int]:
         conn = self.conn
@@ -116,12 +215,11 @@ class Batches:
         try:
             with transaction(conn):
                 ctx.begin(conn)
-                if self.timing:
-                    ingest_sql.set_handling_ms(conn, self.timing)
+                self._store_later()
                 ingest_sql.prefetch(conn, ctx, jobs)
                 outcomes = [ingest_sql.ingest(conn, ctx, job) for job in jobs]
                 ingest_sql.flush(conn, ctx)
-            self.timing = []
+            self.timing, self.responses = [], []
             max_event_id = ctx.max_new_event_id
         except Exception:
             log.exception("batch of %d failed; replaying its jobs one by one", len(jobs))
@@ -135,6 +233,12 @@ class Batches:
         )
         return outcomes, max_event_id
 
+    def _store_later(self) -> None:
+        if self.timing:
+            ingest_sql.set_handling_ms(self.conn, self.timing)
+        for request_id, status, body in self.responses:
+            ingest_sql.set_response(self.conn, request_id, status, body)
+
     def _alone(self, job: tuple[Any, ...]) -> ingest_sql.Outcome:
         try:
             return _in_transaction(self.conn, ingest_sql.ingest, job)
@@ -144,12 +248,13 @@ class Batches:
             except Exception as exc2:  # the disk itself is failing
                 return (job[0], 0, "unavailable", f"{type(exc2).__name__}: {exc2}", None, [])
 
-    def flush_timing(self) -> None:
-        if not self.timing:
+    def flush_later(self) -> None:
+        """Store the handling times and late answers now (the writer is idle)."""
+        if not (self.timing or self.responses):
             return
         with contextlib.suppress(sqlite3.Error), transaction(self.conn):
-            ingest_sql.set_handling_ms(self.conn, self.timing)
-        self.timing = []
+            self._store_later()
+        self.timing, self.responses = [], []
 
 
 def _in_transaction(conn: sqlite3.Connection, fn: Callable[..., Any], *args: Any) -> Any:
@@ -177,22 +282,31 @@ class IngestWriter(Child):
         loop: asyncio.AbstractEventLoop,
         *,
         max_batch: int,
+        admit: str | None,
+        preload: tuple[str, ...] = (),
         on_batch: Callable[[int, float], None],
         on_commit: Callable[[int], None],
         on_reply: Callable[[int, Reply], None],
     ) -> None:
-        super().__init__(loop, [str(path), str(max_batch)])
+        super().__init__(loop, [str(path), str(max_batch), admit or "-", *preload])
+        self.admits = admit is not None
         self.on_batch = on_batch  # (jobs, seconds) per committed batch
         self.on_commit = on_commit  # (highest new event id)
         self.on_reply = on_reply  # (request id, reply) shaped after the commit: store it
         self._seq = 0
-        self._pending: dict[int, tuple[asyncio.Future[IngestResult], IngestJob]] = {}
+        # seq -> (future, the job when the event loop judged it, None when the writer did)
+        self._pending: dict[int, tuple[asyncio.Future[IngestResult], IngestJob | None]] = {}
         self._outbox: list[tuple[Any, ...]] = []
         self._flush_scheduled = False
         # a frame is out and the writer has not answered it yet: new jobs wait here and
         # go together when it answers (it could not start them sooner: it is committing),
         # one socket write per commit instead of one per turn of the loop
         self._busy = False
+        # what `admit` judges by (the settings): pickled once per object, sent with the
+        # next frame whenever it changed or the writer is new
+        self._context: Any = None
+        self._context_pickled: bytes | None = None
+        self._context_due = False
 
     def depth(self) -> int:
         return len(self._pending)
@@ -205,9 +319,8 @@ class IngestWriter(Child):
         await super().stop()
 
     def submit(self, job: IngestJob) -> asyncio.Future[IngestResult]:
-        self._seq += 1
-        seq = self._seq
-        future: asyncio.Future[IngestResult] = self.loop.create_future()
+        """A job the event loop judged (a channel message, a reconciliation page)."""
+        seq = self._next()
         try:
             wire = ingest_sql.to_wire(seq, time.monotonic(), job)
             marshal.dumps(wire[3])  # type: ignore[arg-type]  # plain values only, or raise
@@ -215,6 +328,28 @@ class IngestWriter(Child):
             log.exception("cannot encode the events of %s", job.record.path)
             job = _as_internal_error(job, exc)
             wire = ingest_sql.to_wire(seq, time.monotonic(), job)
+        return self._queue(seq, wire, job)
+
+    def receive(self, received: tuple[Any, ...], context: Any) -> asyncio.Future[IngestResult]:
+        """A request as it arrived, for the writer to judge (`admit(context, received)`)
+        and record; `context` is pickled when it is not the object sent last."""
+        if not self.admits:
+            raise RuntimeError("this store was started without an admit function")
+        if context is not self._context:
+            self._context = context
+            self._context_pickled = pickle.dumps(context, pickle.HIGHEST_PROTOCOL)
+            self._context_due = True
+        seq = self._next()
+        return self._queue(seq, (seq, time.monotonic(), received), None)
+
+    def _next(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _queue(
+        self, seq: int, wire: tuple[Any, ...], job: IngestJob | None
+    ) -> asyncio.Future[IngestResult]:
+        future: asyncio.Future[IngestResult] = self.loop.create_future()
         self._pending[seq] = (future, job)
         self._outbox.append(wire)
         # while the writer commits, jobs still go out in handfuls (not one write per
@@ -230,44 +365,62 @@ class IngestWriter(Child):
         if not self._outbox or self.transport is None or self.transport.is_closing():
             self._busy = False
             return
-        self._busy = self.send(marshal.dumps(self._outbox))
+        context = self._context_pickled if self._context_due else None
+        try:
+            data = marshal.dumps((context, self._outbox))
+        except ValueError:  # a value marshal cannot carry: fail those jobs alone
+            data = marshal.dumps((context, self._encodable(self._outbox)))
+        self._busy = self.send(data)
+        if self._busy:
+            self._context_due = False
         self._outbox = []
 
+    def _encodable(self, items: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        kept = []
+        for item in items:
+            try:
+                marshal.dumps(item)
+            except ValueError as exc:
+                future, _ = self._pending.pop(item[0])
+                future.set_exception(StoreUnavailable(f"cannot send the request: {exc}"))
+            else:
+                kept.append(item)
+        return kept
+
     def received(self, data: bytes) -> None:
-        outcomes, size, seconds, max_event_id = marshal.loads(data)
-        for seq, request_id, outcome, reason, detail, new_ids in outcomes:
+        answers, size, seconds, max_event_id = marshal.loads(data)
+        for answer in answers:
+            seq, request_id, outcome, reason, detail, new_ids = answer[:6]
             future, job = self._pending.pop(seq)
             if future.done():
                 continue
             if outcome == "unavailable":
                 future.set_exception(StoreUnavailable(reason))
-                continue
-            reply = job.reply
-            if outcome == "error":
-                reply = INTERNAL_ERROR
-            elif reason == "message_id_reused":
-                reply = self._conflict_reply(job, request_id, detail)
-            future.set_result(IngestResult(request_id, outcome, reason, reply, new_ids))
+            elif job is None:  # judged by the writer, which shaped the reply
+                (status, body, content_type, headers), labels, forensics, unknown = answer[6:]
+                reply = Reply(status, body, content_type, headers)
+                result = IngestResult(request_id, outcome, reason, reply, new_ids)
+                result.labels, result.forensics, result.unknown = labels, forensics, unknown
+                future.set_result(result)
+            else:
+                reply = job.reply
+                if outcome == "error":
+                    reply = INTERNAL_ERROR
+                elif reason == "message_id_reused":
+                    reply = conflict_reply(job, detail)
+                    if reply != CONFLICT:
+                        self.on_reply(request_id, reply)
+                future.set_result(IngestResult(request_id, outcome, reason, reply, new_ids))
         self._flush()  # what arrived during that commit
         self.on_batch(size, seconds)
         if max_event_id:
             self.on_commit(max_event_id)
 
-    def _conflict_reply(self, job: IngestJob, request_id: int, detail: str | None) -> Reply:
-        fallback = Reply(409, ingest_sql.CONFLICT_BODY)
-        if job.on_conflict is None:
-            return fallback
-        try:
-            reply = job.on_conflict(Rejection("message_id_reused", detail or "", status=409))
-        except Exception:
-            log.exception("connector failed to shape its conflict reply")
-            return fallback
-        if reply != fallback:
-            self.on_reply(request_id, reply)
-        return reply
-
     def abandon(self, reason: str) -> int:
         self._busy = False
+        # the next writer has not seen the settings: they go with its first frame (which
+        # may leave before it says `ready`)
+        self._context_due = self._context is not None
         waiting = list(self._pending.values())
         self._pending.clear()
         self._outbox = []

@@ -1,8 +1,9 @@
 """SQL of the ingest path: record a request and its events, dedupe, decide the outcome.
 
-The event loop turns each job into a plain tuple (`to_wire`); the ingest writer process
-(`ingest_process`) runs the rest inside its batch transaction. Kept to a handful of
-cached statements per batch: this is the hot path.
+Each job becomes a plain tuple (`to_wire`): in the ingest writer process for a push it
+judged itself, in the event loop for a job judged there (channel messages,
+reconciliation pages). The writer (`ingest_process`) runs the rest inside its batch
+transaction. Kept to a handful of cached statements per batch: this is the hot path.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class IngestJob:
     events: list[OrderEvent]
     reply: Reply  # what to answer when accepted or duplicate (or the rejection reply)
     on_conflict: Callable[[Rejection], Reply] | None = None
+    # (platform, shop) as the metrics label them: "_unknown" for what is not ours
+    labels: tuple[str, str] = ("_unknown", "_unknown")
 
 
 @dataclass(slots=True)
@@ -57,6 +60,10 @@ class IngestResult:
     reason: str | None
     reply: Reply
     new_event_ids: list[int] = field(default_factory=list)
+    # for the metrics of a request the writer judged (`Store.receive`)
+    labels: tuple[str, str] = ("_unknown", "_unknown")
+    forensics: str | None = None
+    unknown: list[tuple[str, str]] = field(default_factory=list)  # (platform, type) of OTHER
 
 
 # --- the wire: what the event loop sends the ingest writer process ---------------------

@@ -18,7 +18,6 @@ writer thread does (`Turn.thread`). An exception in the function comes back as
 from __future__ import annotations
 
 import asyncio
-import importlib
 import io
 import logging
 import pickle
@@ -37,6 +36,7 @@ from hub.store.child import (
     FrameReader,
     StoreUnavailable,
     send_blocking,
+    warm,
     worker_setup,
 )
 from hub.store.connection import connect, transaction
@@ -65,13 +65,7 @@ def main() -> None:
     """The runner (argv: FD DB [MODULE[:FUNCTION]...]), started by `StageRunner`."""
     fd, db, *preload = sys.argv[1:]
     worker_setup()
-    # before `ready`, so that the first job is not slowed by imports and lazy set-ups
-    # (a connector registry, say): import each module, call each function named
-    for item in preload:
-        module, _, function = item.partition(":")
-        loaded = importlib.import_module(module)
-        if function:
-            getattr(loaded, function)()
+    warm(preload)
     turn = Turn(db)
     try:
         serve(db, socket.socket(fileno=int(fd)), turn)
@@ -80,7 +74,10 @@ def main() -> None:
 
 
 def serve(path: str, sock: socket.socket, turn: Turn) -> None:
-    conn = connect(path)
+    # not flushed at each commit: the stages' work is derived from committed events and
+    # redone from their cursors, and the next ingest commit flushes it anyway; an fsync
+    # here would hold the write turn another millisecond or more per batch
+    conn = connect(path, durable=False)
     remembered: OrderedDict[int, Any] = OrderedDict()
     send_blocking(sock, READY)
     reader = FrameReader()
