@@ -204,7 +204,8 @@ async def test_jd_push_is_refused_with_a_clear_reason(
     settings = load_settings(
         write_config('[shops.acme-jd]\nplatform = "jd"\nsecret = "s"\napp_key = "k"\n'), env={}
     )
-    hub = Hub(settings)
+    # no stages: the shop's reconciliation would call api.jd.com (this is about pushes)
+    hub = Hub(settings, services=[])
     async with hub.running():
         transport = httpx.ASGITransport(app=create_app(hub, lifespan=False))
         async with httpx.AsyncClient(transport=transport, base_url="http://hub") as http:
