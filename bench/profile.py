@@ -119,9 +119,12 @@ def _where(where: str) -> str:
 
 def _stage(place: str, frames: list[tuple[str, str]]) -> str:
     if place == "ingest writer process":
-        if frames and frames[-1][0] == "Batches.commit":
-            # nothing deeper in Python: BEGIN/COMMIT, i.e. writing the WAL and its fsync
+        if frames and frames[-1][1].endswith("hub/store/connection.py"):
+            # nothing deeper in Python than `transaction`: BEGIN/COMMIT, i.e. writing
+            # the WAL and its fsync
             return "ingest writer process: COMMIT (WAL write + fsync)"
+        if any(p.startswith("connectors/") or p.endswith("hub/ingest.py") for _, p in frames):
+            return "ingest writer process: verify + parse (admit)"
         return "ingest writer process: rows and SQL"
     if place == "stage runner process":  # it runs only the post-commit dispatch stage
         return "dispatch stage (stage runner process)"

@@ -146,18 +146,23 @@ def test_profile_summary_puts_library_frames_on_their_caller() -> None:
             'process 1:"python -m bench.serve hub";process 2:"python -c from '
             'hub.store.ingest_process import main; main() hub.db 9 1024";thread (2): MainThread;'
             "serve (/x/hub/store/ingest_process.py:80);Batches.commit "
-            "(/x/hub/store/ingest_process.py:119) 5",
+            "(/x/hub/store/ingest_process.py:119);transaction (/x/hub/store/connection.py:26) 5",
+            'process 1:"python -m bench.serve hub";process 2:"python -c from '
+            'hub.store.ingest_process import main; main() hub.db 9 1024";thread (2): MainThread;'
+            "serve (/x/hub/store/ingest_process.py:80);admit (/x/hub/ingest.py:200);"
+            "verify (/x/connectors/standard.py:90);digest (/py/hmac.py:1) 20",
         ]
     )
     summary = profile.summarise(collapsed)
-    assert summary["samples"] == 100
+    assert summary["samples"] == 120
     assert summary["stages"] == {
-        "HTTP server (uvicorn, httptools, uvloop)": 0.5,
-        "verify + parse": 0.3,
-        "ingest writer process: rows and SQL": 0.15,
-        "ingest writer process: COMMIT (WAL write + fsync)": 0.05,
+        "HTTP server (uvicorn, httptools, uvloop)": 0.417,
+        "verify + parse": 0.25,
+        "ingest writer process: verify + parse (admit)": 0.167,
+        "ingest writer process: rows and SQL": 0.125,
+        "ingest writer process: COMMIT (WAL write + fsync)": 0.042,
     }
-    assert summary["threads"] == {"event loop (main thread)": 0.8, "ingest writer process": 0.2}
+    assert summary["threads"] == {"event loop (main thread)": 0.667, "ingest writer process": 0.333}
 
 
 def test_fresh_timestamps() -> None:
