@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import httpx
 
 import connectors
-from connectors.base import Outbound
+from connectors.base import Outbound, Rejection
 from hub.settings import Settings, Shop
 from sandbox import recordings
 
@@ -107,8 +107,12 @@ def outbound_of(recording: dict[str, Any]) -> Outbound:
 
 def resign(recording: dict[str, Any], shop: Shop) -> Outbound:
     """The recorded message signed again for `shop` with a fresh timestamp."""
-    fn = connector_method(recording.get("platform") or "", "resign")
-    result: Outbound = fn(shop, outbound_of(recording))
+    platform = recording.get("platform") or ""
+    fn = connector_method(platform, "resign")
+    try:
+        result: Outbound = fn(shop, outbound_of(recording))
+    except (ValueError, Rejection) as exc:  # a secret that is not one, a body it cannot sign
+        raise SendError(f"cannot re-sign this {platform} recording: {exc}") from exc
     return result
 
 

@@ -226,3 +226,12 @@ def test_a_selection_larger_than_sqlites_parameter_limit(tmp_path):
     ids = tuple(range(1, 25001, 1))
     rows = store.run(sandbox_sql.select_requests, sandbox_sql.RequestFilter(ids=ids))
     assert [r["id"] for r in rows] == list(ids)
+
+
+def test_a_secret_that_cannot_sign_is_a_clear_error_not_a_crash(live_hub, write_config):
+    url, _hub = live_hub
+    assert push(url, order_id="5").status_code == 200
+    cfg = str(write_config(""))
+    code, out = invoke("replay", "1", "--to", url, "--config", cfg, "--secret", "whsec_%%%")
+    assert code != 0
+    assert "cannot re-sign this standard recording" in out and "base64" in out, out
