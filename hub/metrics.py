@@ -118,6 +118,13 @@ class Metrics:
             ["platform", "shop", "result"],
             registry=self.registry,
         )
+        self.reconcile_blocked = Gauge(
+            "orderhook_reconcile_blocked",
+            "1 while a shop's reconciliation waits for a person (missing or expired token, "
+            "refused credentials), 0 once it pulled again; set by the shop's runs",
+            ["platform", "shop"],
+            registry=self.registry,
+        )
         self.registry.register(ApiCollector())
         # message channels the hub holds open (Taobao TMC, Pinduoduo); one series per shop
         # even when several shops share one connection (hub/channels.py)

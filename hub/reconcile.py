@@ -187,6 +187,9 @@ async def reconcile_shop(
     result.new_by_kind = Counter(e["kind"] for e in result.missed)
     if metrics is not None:
         metrics.reconcile_runs.labels(shop.platform, shop.name, result.outcome).inc()
+        if result.blocked or result.outcome == "ok":  # a transient failure changes neither
+            blocked = metrics.reconcile_blocked.labels(shop.platform, shop.name)
+            blocked.set(1 if result.blocked else 0)
         metrics.reconcile_events.labels(shop.platform, shop.name, "new").inc(result.new)
         metrics.reconcile_events.labels(shop.platform, shop.name, "duplicate").inc(
             result.duplicates

@@ -125,6 +125,7 @@ async def test_shop_without_token_backs_off_and_says_so_once(
         'orderhook_reconcile_runs_total{outcome="failed",platform="jd",shop="acme-jd"} 5.0'
         in metrics
     )
+    assert 'orderhook_reconcile_blocked{platform="jd",shop="acme-jd"} 1.0' in metrics  # alerts
 
 
 async def test_blocked_shop_resumes_when_the_token_appears(
@@ -156,6 +157,8 @@ async def test_blocked_shop_resumes_when_the_token_appears(
     assert len(errors(caplog)) == 1
     assert "reconcile resumed for shop acme-jd (blocked since" in caplog.text
     assert "by missing_token, 2 tries" in caplog.text
+    metrics = hub.metrics.render().decode()
+    assert 'orderhook_reconcile_blocked{platform="jd",shop="acme-jd"} 0.0' in metrics
 
 
 async def test_transient_failures_keep_the_interval(
