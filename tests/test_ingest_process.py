@@ -13,6 +13,7 @@ import pytest
 
 from connectors.base import Reply
 from hub.runtime import Hub
+from hub.settings import Settings
 from hub.store import IngestJob, Store, StoreUnavailable, queries
 from tests.helpers import order_body, signed
 from tests.test_store import event, record
@@ -130,3 +131,29 @@ async def test_a_push_the_writer_fails_to_judge_is_kept_and_answered_500(tmp_pat
     assert kept["body"] == b'{"id": 1}' and kept["path"] == "/webhooks/standard/acme"
     assert kept["query"] == "a=1" and kept["received_at"].startswith("2025-11-24T")
     assert "a bug in judging" in kept["detail"]
+
+
+async def test_a_request_the_writer_cannot_be_sent_fails_alone(tmp_path: Path) -> None:
+    # marshal carries plain values only: a server handing the app odd header objects
+    # must cost that request (a 503, the sender retries), not the batch it travels with
+    store = Store(tmp_path / "s.db", admit="hub.ingest:admit")
+    await store.start()
+    try:
+        good = (1_764_000_000_000_000, "POST", "/webhooks/nowhere/x", b"", [], b"{}", None, False)
+        odd = (*good[:4], [(b"x-odd", object())], *good[5:])
+        settings = Settings(db=tmp_path / "s.db")
+        results = await asyncio.gather(
+            store.receive(good, settings), store.receive(odd, settings), return_exceptions=True
+        )
+        # alone in its frame, then the next request still goes out at once
+        with pytest.raises(StoreUnavailable):
+            await store.receive(odd, settings)
+        after = await asyncio.wait_for(store.receive(good, settings), 10)
+        assert after.reason == "unknown_platform"
+    finally:
+        await store.stop()
+    first, second = results
+    assert not isinstance(first, BaseException)
+    assert (first.outcome, first.reason) == ("rejected", "unknown_platform")
+    assert isinstance(second, StoreUnavailable)
+    assert store.run(queries.counts)["requests"] == 2

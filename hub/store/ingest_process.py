@@ -365,15 +365,17 @@ class IngestWriter(Child):
         if not self._outbox or self.transport is None or self.transport.is_closing():
             self._busy = False
             return
+        items, self._outbox = self._outbox, []
         context = self._context_pickled if self._context_due else None
         try:
-            data = marshal.dumps((context, self._outbox))
+            data = marshal.dumps((context, items))
         except ValueError:  # a value marshal cannot carry: fail those jobs alone
-            data = marshal.dumps((context, self._encodable(self._outbox)))
-        self._busy = self.send(data)
+            items = self._encodable(items)
+            data = marshal.dumps((context, items))
+        # busy only while a frame with jobs in it waits for its answer
+        self._busy = bool(items) and self.send(data)
         if self._busy:
             self._context_due = False
-        self._outbox = []
 
     def _encodable(self, items: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         kept = []
