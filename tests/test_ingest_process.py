@@ -85,6 +85,25 @@ async def test_the_hubs_own_writes_are_not_starved_by_a_burst_of_pushes(tmp_path
     assert store.run(queries.counts)["requests"] == 4000
 
 
+async def test_a_command_beside_a_hub_under_a_burst_gets_its_turn(tmp_path: Path) -> None:
+    """`orderhook users add`, `rules`, `replay`... write through `Store.run`, from another
+    process than the hub's: they too get the next turn, not a gap they may never find."""
+    store = Store(tmp_path / "s.db")
+    await store.start()
+    try:
+        flood = [store.ingest(IngestJob(record(), [event(f"f{i}")], OK)) for i in range(6000)]
+        await asyncio.sleep(0.05)
+        cli = Store(tmp_path / "s.db")  # a second Store, as a command builds its own
+        counted = await asyncio.to_thread(
+            cli.run, lambda conn: conn.execute("SELECT count(*) FROM requests").fetchone()[0]
+        )
+        still_waiting = sum(1 for f in flood if not f.done())
+        await asyncio.gather(*flood)
+    finally:
+        await store.stop()
+    assert still_waiting > 0 or counted < 6000  # in the middle of the burst
+
+
 async def test_a_replaced_writer_judges_pushes_by_the_hubs_settings(
     client: httpx.AsyncClient, hub: Hub
 ) -> None:

@@ -224,13 +224,18 @@ class Store:
                 self._reads_done.notify_all()
 
     def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run fn(conn, *args) in its own transaction on a fresh connection (CLI, tests)."""
+        """Run fn(conn, *args) in its own transaction on a fresh connection (CLI, tests).
+        It takes its write turn like the hub's writer thread: a command run beside a
+        hub in the middle of a burst waits for one commit, not for SQLite's busy handler
+        to find a gap between them (it may not within its timeout)."""
         self.migrate()
         conn = connect(self.path)
+        turn = Turn(self.path)
         try:
-            with transaction(conn):
+            with turn.thread(), transaction(conn):
                 return fn(conn, *args)
         finally:
+            turn.close()
             conn.close()
 
     # --- notifications (event loop thread) --------------------------------------------

@@ -1,4 +1,5 @@
-"""Whose turn it is to write: the ingest writer process or the hub's own writer thread.
+"""Whose turn it is to write: the ingest writer process, the hub's own writer thread, the
+stage runner, or a command run beside the hub (`Store.run`).
 
 SQLite lets one connection write at a time and makes the others poll (its busy handler
 sleeps 1, 2, 5, 10 ... 100 ms between tries). With the ingest writer committing batch
@@ -32,7 +33,8 @@ class Turn:
 
     @contextlib.contextmanager
     def thread(self) -> Iterator[None]:
-        """The hub's writer thread: waits at most for the transaction in progress."""
+        """The hub's writer thread (and the stage runner, a command): waits at most for
+        the transaction in progress."""
         fcntl.flock(self._line, fcntl.LOCK_EX)  # in line: the ingest writer waits behind us
         try:
             fcntl.flock(self._turn, fcntl.LOCK_EX)
