@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE = [
-    ROOT / "connectors" / "apiclient.py",
+    *sorted((ROOT / "connectors" / "apiclient").glob("*.py")),
     *sorted((ROOT / "connectors").glob("*/api.py")),
     ROOT / "hub" / "reconcile.py",
 ]
@@ -25,7 +25,7 @@ def options_read() -> set[str]:
     for path in CODE:
         for match in OPTION.finditer(path.read_text(encoding="utf-8")):
             found.update(group for group in match.groups() if group)
-    text = (ROOT / "connectors" / "apiclient.py").read_text(encoding="utf-8")
+    text = (ROOT / "connectors" / "apiclient" / "options.py").read_text(encoding="utf-8")
     found.update(re.findall(r'\("(api_[a-z_]+)", "', text))  # LIMIT_OPTIONS
     return found
 
