@@ -141,7 +141,8 @@ class Judge:
     def _job(self, item: tuple[Any, ...]) -> tuple[tuple[Any, ...], IngestJob]:
         seq, submitted, received = item
         try:
-            assert self.admit is not None, "received a request with no admit function"
+            if self.admit is None:
+                raise RuntimeError("received a request, but the writer has no admit function")
             job = self.admit(self.context, received)
             return ingest_sql.to_wire(seq, submitted, job), job
         except Exception as exc:  # our bug: keep the request as it came, answer 500
