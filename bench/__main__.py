@@ -47,7 +47,7 @@ HERE = Path(__file__).resolve().parent
     type=int,
     default=5000,
     show_default=True,
-    help="Recordings to replay.",
+    help="Recordings `orderhook replay` sends (with 1, then 8 in flight).",
 )
 @click.option(
     "--profile/--no-profile",

@@ -1,81 +1,79 @@
-"""Replay speed: requests per second sent from recordings to a local endpoint.
+"""Replay speed: requests per second `orderhook replay` sends to a local endpoint.
 
-`orderhook replay` is measured when the CLI has it; until then this sends what it would:
-recordings built from the hub's `requests` rows by `sandbox.recordings`, each posted
-byte for byte with httpx (one long-lived AsyncClient, the recorded headers without the
-per-connection ones), first one at a time (replay's default order-preserving mode),
-then with a few in flight.
+The command itself, as an integrator runs it: `orderhook replay --db INGEST_DB --limit N
+--to BARE_URL --concurrency C --json`, on the ingest run's recordings, to a bare
+Starlette endpoint on 127.0.0.1 (so the endpoint is not what limits it). Each answer is
+compared with the recorded one and stored with the replay run, as always. Two figures
+per concurrency: the sending rate, from the run's first to its last `sent_at` (what the
+command sustains), and the whole command's wall time (start-up and selection included).
 """
 
 from __future__ import annotations
 
-import asyncio
+import json
+import subprocess
+import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from bench import dbread
-from bench.servers import Server
-from hub.store import queries
-from sandbox import recordings
+from bench.servers import ROOT, Server
+from hub.model import parse_iso
 
-HOP_BY_HOP = {"host", "content-length", "connection", "keep-alive", "transfer-encoding"}
-
-
-def load_recordings(db: Path, limit: int) -> list[dict[str, Any]]:
-    rows = dbread.read(db, lambda conn: queries.list_requests(conn, limit=limit))
-    return [recordings.from_row(row) for row in reversed(rows)]
+CONCURRENCY = (1, 8)
 
 
-async def _send_all(url: str, items: list[dict[str, Any]], concurrency: int) -> dict[str, Any]:
-    statuses: dict[str, int] = {}
-    queue = list(reversed(items))
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+def _sent(conn: Any, run_id: int) -> list[tuple[str, int | None]]:
+    return conn.execute(
+        "SELECT sent_at, status FROM replay_results WHERE run_id = ? ORDER BY sent_at", (run_id,)
+    ).fetchall()
 
-        async def worker() -> None:
-            while queue:
-                rec = queue.pop()
-                headers = [
-                    (k, v) for k, v in recordings.headers(rec) if k.lower() not in HOP_BY_HOP
-                ]
-                response = await client.request(
-                    rec["method"],
-                    rec["path"],
-                    headers=headers,
-                    content=recordings.body_bytes(rec),
-                )
-                statuses[str(response.status_code)] = statuses.get(str(response.status_code), 0) + 1
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
+def replay_once(db: Path, url: str, limit: int, concurrency: int) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "hub.cli", "replay", "--db", str(db), "--limit", str(limit)]
+    cmd += ["--to", url, "--concurrency", str(concurrency), "--json"]
+    started = time.perf_counter()
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    wall = time.perf_counter() - started
+    if done.returncode not in (0, 1):  # 1: some answers differ, still a complete run
+        raise RuntimeError(f"orderhook replay exited {done.returncode}: {done.stderr[-2000:]}")
+    summary = json.loads(done.stdout)
+    sent = dbread.read(db, _sent, summary["run_id"])
+    span = parse_iso(sent[-1][0]).timestamp() - parse_iso(sent[0][0]).timestamp() if sent else 0
     return {
         "concurrency": concurrency,
-        "requests": len(items),
-        "seconds": round(elapsed, 3),
-        "rps": round(len(items) / elapsed, 1) if elapsed else None,
-        "statuses": statuses,
+        "run_id": summary["run_id"],
+        "requests": summary["sent"],
+        "same_answer": summary["same"],
+        "statuses": dict(Counter(str(status) for _, status in sent)),
+        "sending_seconds": round(span, 3),
+        "rps": round((len(sent) - 1) / span, 1) if span > 0 else None,
+        "command_seconds": round(wall, 3),
+        "command_rps": round(summary["sent"] / wall, 1),
     }
 
 
 def run(work: Path, db: Path, limit: int, echo: Callable[[str], None]) -> dict[str, Any]:
-    items = load_recordings(db, limit)
-    if not items:
+    if not db.exists():
         return {"skipped": "no recorded requests to replay"}
     bare = Server("bare").start(work)
     try:
         runs = []
-        for concurrency in (1, 8):
-            result = asyncio.run(_send_all(bare.url, items, concurrency))
+        for concurrency in CONCURRENCY:
+            result = replay_once(db, bare.url, limit, concurrency)
             runs.append(result)
-            echo(f"  replay x{concurrency}: {result['rps']:8.0f} req/s ({len(items)} recordings)")
+            echo(
+                f"  orderhook replay --concurrency {concurrency}: {result['rps'] or 0:8.0f} req/s "
+                f"sending, {result['command_rps']:6.0f} req/s for the whole command "
+                f"({result['requests']} recordings)"
+            )
     finally:
         bare.stop()
     return {
-        "method": "recordings + httpx (orderhook replay is not in the CLI yet)",
+        "method": "orderhook replay --db INGEST_DB --limit N --to BARE --concurrency C --json",
         "target": "bare Starlette endpoint on 127.0.0.1",
         "runs": runs,
     }

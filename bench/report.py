@@ -60,7 +60,10 @@ def table(r: dict[str, Any]) -> str:
     rp = r["replay"]
     lines += ["", f"Replay: {rp.get('method', rp.get('skipped'))}"]
     for x in rp.get("runs", []):
-        lines.append(f"  {x['concurrency']} in flight: {_fmt(x['rps'])} req/s")
+        lines.append(
+            f"  --concurrency {x['concurrency']}: {_fmt(x['rps'])} req/s sending, "
+            f"{_fmt(x['command_rps'])} req/s for the whole command ({x['requests']} requests)"
+        )
     st = r["storage"]
     lines += [
         "",

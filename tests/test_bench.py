@@ -48,8 +48,10 @@ def test_smoke_run_counts_every_ack_in_the_database(tmp_path: Path) -> None:
         assert rate["ack_ms"]["p50"] <= rate["ack_ms"]["p99"] <= rate["ack_ms"]["max"]
         # applied and assigned after the push was due (one clock: this machine's)
         assert rate["to_order_ms"]["p50"] > 0 and rate["to_assignment_ms"]["p50"] > 0
+    # `orderhook replay` itself sent the recordings, and stored each answer with its run
     replayed = results["replay"]["runs"][0]
-    assert replayed["statuses"] == {"200": replayed["requests"]}
+    assert replayed["requests"] > 0 and replayed["statuses"] == {"200": replayed["requests"]}
+    assert replayed["command_seconds"] >= replayed["sending_seconds"] >= 0
     storage = results["storage"]
     names = {t["name"] for t in storage["btrees"]}
     assert {"requests", "events", "requests_received", "events_order"} <= names
