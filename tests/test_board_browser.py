@@ -1,17 +1,19 @@
 """The board in a real headless Chromium (Debian's, driven by Playwright): a push shows
-up on the open page without a reload, and a screenshot is kept for a person to look at."""
+up on the open page without a reload, so does a shop whose reconciliation is blocked
+(and its clearing), and a screenshot is kept for a person to look at."""
 
 from __future__ import annotations
 
 import os
 import shutil
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 
 from hub import settings as settings_mod
 from hub.auth import issue_token
-from hub.store import Store
+from hub.store import Store, reconcile_sql
 from tests.dispatch_support import DISPATCH_TOML, push_body
 from tests.helpers import signed
 
@@ -76,10 +78,35 @@ def test_push_appears_on_the_open_board_without_reload(live_hub, settings, chrom
             utc_hour = int(snap["decisions"][0]["at"][11:13])
             shown = page.locator("#decisions tr").nth(1).locator("td").first.inner_text()
             assert int(shown[:2]) == (utc_hour + 8) % 24
+
+            # a shop whose pulls need a person: a banner on top, a badge in its row
+            store = Store(settings.db)
+            banner = page.locator("#blocked")
+            expect(banner).to_be_hidden()
+            error = '<img src=x onerror="document.title=1"> env JD_TOKEN 未设置'
+            store.run(reconcile_sql.mark_blocked, "acme-jd", "jd", "missing_token", error)
+            store.run(
+                reconcile_sql.set_next_try, "acme-jd", datetime(2026, 11, 11, 2, 30, tzinfo=UTC)
+            )
+            line = banner.locator("[data-shop='acme-jd']")
+            expect(line).to_contain_text("missing_token")
+            expect(line).to_contain_text(error)  # the platform's text shown as text
+            expect(line).to_contain_text("1 try ·")
+            expect(line).to_contain_text("10:30:00")  # the next try on the Beijing clock
+            assert banner.locator("img").count() == 0
+            expect(banner).to_contain_text("restart the hub")
+            row = page.locator("#reconcile tr", has_text="acme-jd")
+            expect(row).to_contain_text("BLOCKED")
+            expect(row).to_contain_text("never")
             shot = tmp_path / "board.png"
             page.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 10_000
             print(f"board screenshot: {shot}")
+
+            store.run(reconcile_sql.clear_blocked, "acme-jd")  # as a pull that works does
+            expect(banner).to_be_hidden()
+            expect(row).not_to_contain_text("BLOCKED")
+            assert navigations == []
             page.close()
         finally:
             browser.close()
