@@ -79,6 +79,9 @@ async def test_snapshot_shows_backlog_load_rejections_and_dead_rows(hub, client,
     assert [(r["shop"], r["watermark"]) for r in snap["reconcile"]] == [
         ("acme", "2026-11-11T01:00:00.000000Z")
     ]
+    assert snap["reconcile"][0]["blocked"] is None
+    # a shop the hub does not pull (no API client here) is not one to raise the alarm for
+    assert snap["reconcile"][0]["reconciled"] is False
     assert isinstance(snap["platform_apis"], list)
     assert snap["dead_outbox"]["recent"][0]["last_error"] == "errcode 93000"
     assert snap["rules"] == {

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from hub import reconcile_api
+from hub import reconcile, reconcile_api
 from hub.auth import BOARD_COOKIE, requires
 from hub.dispatch import state
 from hub.model import utcnow
@@ -63,6 +63,11 @@ async def board_state(hub: Hub) -> dict[str, Any]:
     # the safety net's health, beside the work it protects
     snap["platform_apis"] = reconcile_api.api_health()
     snap["reconcile"] = await hub.store.read(reconcile_sql.states)
+    for row in snap["reconcile"]:
+        # a block left on a shop the hub no longer pulls (removed, reconcile = false)
+        # needs no one: the page shows it quietly instead of raising the alarm
+        shop = hub.settings.shops.get(row["shop"])
+        row["reconciled"] = shop is not None and reconcile.has_api(shop)
     snap["rules"] = {
         "count": len(live.config.rules),
         "loaded_at": live.loaded_at,

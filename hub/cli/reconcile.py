@@ -16,7 +16,7 @@ from connectors.apiclient import Page
 from hub import reconcile as reconcile_mod
 from hub.cli.options import config_options, load_settings
 from hub.model import iso_utc, parse_iso, utcnow
-from hub.store import Store
+from hub.store import Store, reconcile_sql
 
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -77,8 +77,8 @@ def reconcile(
     if start >= end:
         raise click.BadParameter("--since must be before --until", param_hint="--since")
     total = max(1, int((end - start).total_seconds()))
-    result = asyncio.run(_run(Path(settings.db), found, start, end, total, quiet=as_json))
-    summary = _summary(result)
+    result, state = asyncio.run(_run(Path(settings.db), found, start, end, total, quiet=as_json))
+    summary = _summary(result, state)
     if as_json:
         click.echo(json.dumps(summary, ensure_ascii=False, indent=2))
     else:
@@ -89,7 +89,8 @@ def reconcile(
 
 async def _run(
     db: Path, shop: Any, start: datetime, end: datetime, total: int, *, quiet: bool
-) -> reconcile_mod.RunResult:
+) -> tuple[reconcile_mod.RunResult, dict[str, Any] | None]:
+    """The run's result, and the shop's reconcile state after it (None: never pulled)."""
     store = Store(db)
     await store.start()
     try:
@@ -109,14 +110,16 @@ async def _run(
                     f"{shop.name}: {result.pages} pages, {result.seen} events, {result.new} new"
                 )
 
-            return await reconcile_mod.reconcile_shop(
+            result = await reconcile_mod.reconcile_shop(
                 store, shop, start, end, trigger="manual", progress=progress
             )
+        states = await store.read(reconcile_sql.states, shop.name)
+        return result, (states[0] if states else None)
     finally:
         await store.stop()
 
 
-def _summary(result: reconcile_mod.RunResult) -> dict[str, Any]:
+def _summary(result: reconcile_mod.RunResult, state: dict[str, Any] | None) -> dict[str, Any]:
     return {
         "shop": result.shop,
         "platform": result.platform,
@@ -133,6 +136,9 @@ def _summary(result: reconcile_mod.RunResult) -> dict[str, Any]:
         "error": {"code": result.error_code, "message": result.error}
         if result.error_code
         else None,
+        # the block as it stands after this run (a transient failure leaves it as it was)
+        "blocked": state["blocked"] if state else None,
+        "unblocked": result.unblocked,  # the block this run ended: since, code, tries
     }
 
 
@@ -148,6 +154,44 @@ def _print(s: dict[str, Any]) -> None:
         click.echo(f"    {event['order_id']}  {event['kind']:<16} {event['occurred_at']}")
     if s["error"]:
         click.echo(f"  error            {s['error']['code']}: {s['error']['message']}", err=True)
+    if s["blocked"]:
+        _print_blocked(s["shop"], s["blocked"])
+    elif s["unblocked"]:
+        was = s["unblocked"]
+        click.echo(
+            f"  unblocked        this pull worked: the block since {was['since']} "
+            f"({was['code']}, {_tries(was['tries'])}) is cleared\n"
+            "                   restart the hub if it still runs with the old config"
+        )
+
+
+def _print_blocked(shop: str, block: dict[str, Any]) -> None:
+    since = block["since"]
+    ago = _ago(utcnow() - parse_iso(since))
+    next_try = block["next_try_at"] or "not set (the hub sets it after its own tries)"
+    click.echo(
+        f"  BLOCKED          since {since} ({ago} ago, {_tries(block['tries'])}): "
+        f"{block['code']}: {block['error']}\n"
+        f"                   the hub's next try: {next_try}\n"
+        "  to clear it      fix the shop's token or credentials in the config and restart\n"
+        "                   the hub (it tries at once); a pull that works clears the block.\n"
+        f"                   Check a fix now with: orderhook reconcile {shop} --since 1h"
+    )
+
+
+def _tries(n: int) -> str:
+    return "1 try" if n == 1 else f"{n} tries"
+
+
+def _ago(delta: timedelta) -> str:
+    seconds = max(0, int(delta.total_seconds()))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes}m" if hours < 48 else f"{hours // 24}d {hours % 24}h"
 
 
 commands = [reconcile]

@@ -101,13 +101,15 @@ def missed_events(conn: sqlite3.Connection, request_ids: list[int]) -> list[dict
     return [{"order_id": r[0], "kind": r[1], "occurred_at": r[2]} for r in cur.fetchall()]
 
 
-def states(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    """Per shop: the watermark, and `blocked` (None, or since when, why, how many tries
-    and when the next one is) for a shop whose pulls need a person."""
+def states(conn: sqlite3.Connection, shop: str | None = None) -> list[dict[str, Any]]:
+    """Per shop (or only `shop`): the watermark, and `blocked` (None, or since when, why,
+    how many tries and when the next one is) for a shop whose pulls need a person."""
+    where, args = ("WHERE shop = ?", (shop,)) if shop else ("", ())
     cur = conn.execute(
         "SELECT shop, platform, watermark, last_run_id, updated_at, blocked_since, "
         "blocked_code, blocked_error, blocked_tries, next_try_at FROM reconcile_state "
-        "ORDER BY shop"
+        f"{where} ORDER BY shop",
+        args,
     )
     out = []
     for shop, platform, mark, last_run_id, updated_at, *block in cur.fetchall():
