@@ -284,8 +284,8 @@ async def _shop_loop(hub: Hub, shop: Shop, sleep: Sleep = asyncio.sleep) -> None
 def log_blocked(result: RunResult, delay: float, ceiling: float) -> None:
     log.error(
         "reconcile blocked for shop %s (%s): %s: %s. It needs a person: fix the shop's "
-        "token or credentials and reload the config (tried again at once). Until then "
-        "tries back off: next in %.0f s, then at most every %.0f s",
+        "token or credentials in the config and restart the hub (tried again at once). "
+        "Until then tries back off: next in %.0f s, then at most every %.0f s",
         result.shop,
         result.platform,
         result.error_code,

@@ -119,7 +119,7 @@ async def test_shop_without_token_backs_off_and_says_so_once(
     # one line for the five tries, saying what to do
     (line,) = errors(caplog)
     assert "reconcile blocked for shop acme-jd (jd): missing_token" in line
-    assert TOKEN_VAR in line and "reload the config" in line
+    assert TOKEN_VAR in line and "restart the hub" in line
     metrics = hub.metrics.render().decode()
     assert (
         'orderhook_reconcile_runs_total{outcome="failed",platform="jd",shop="acme-jd"} 5.0'
