@@ -34,7 +34,14 @@ def test_command_refuses_an_unknown_platform() -> None:
 async def test_demo_orders_are_served_to_a_signed_client() -> None:
     fake = platform_api.demo("pinduoduo", "demo-key", "demo-secret", 5)
     with serve_app(fake.app) as url:
-        shop = Shop("demo", "pinduoduo", "demo-secret", app_key="demo-key", api_base=url)
+        shop = Shop(
+            "demo",
+            "pinduoduo",
+            "demo-secret",
+            app_key="demo-key",
+            api_base=url,
+            options={"access_token": "demo-token"},  # PDD's order query needs one
+        )
         client = connectors.api_client(shop)
         now = utcnow()
         events = [e async for e in client.changed_orders(now - timedelta(hours=1), now)]

@@ -39,7 +39,7 @@ Which module holds what:
     runtime.py     PlatformRuntime, Stats and the per-loop registry (runtime_for,
                    runtimes, current_runtimes, loop_runtimes, aclose_loop, register)
     options.py     a shop's API options: limits_from, positive, check_options,
-                   option_secret
+                   option_secret, seller_token, require_token
     answers.py     Answer, Page, LastGood
     client.py      BaseClient (the call path) and needs_person
     formats.py     wire-format helpers: beijing, load_json, compact, param_text,
@@ -73,6 +73,8 @@ from connectors.apiclient.options import (
     limits_from,
     option_secret,
     positive,
+    require_token,
+    seller_token,
 )
 from connectors.apiclient.runtime import (
     DEFAULT_TIMEOUT,
@@ -116,8 +118,10 @@ __all__ = [
     "param_text",
     "positive",
     "register",
+    "require_token",
     "runtime_for",
     "runtimes",
+    "seller_token",
     "ship_result",
     "to_utc",
     "windows",

@@ -15,7 +15,7 @@ import httpx
 
 from connectors.apiclient.answers import Answer, LastGood, Page
 from connectors.apiclient.formats import compact, load_json
-from connectors.apiclient.options import limits_from
+from connectors.apiclient.options import limits_from, require_token, seller_token
 from connectors.apiclient.runtime import PlatformRuntime, register, runtime_for
 from connectors.base import (
     ApiError,
@@ -72,6 +72,15 @@ class BaseClient:
     default_base: ClassVar[str] = ""
     # sign methods the platform accepts; the first is the default (`options.sign_method`)
     sign_methods: ClassVar[tuple[str, ...]] = ("md5",)
+    # shop options that may hold the seller's token, the first one set wins
+    token_options: ClassVar[tuple[str, ...]] = ("access_token",)
+    # API methods a platform source says need the seller's token: without one configured
+    # they fail `missing_token` before anything is sent (docs/connectors/api-clients.md)
+    token_methods: ClassVar[frozenset[str]] = frozenset()
+
+    def token(self) -> str | None:
+        """The seller's token from the shop's options (None when it sets none)."""
+        return seller_token(self.shop, self.token_options)
 
     @property
     def sign_method(self) -> str:
@@ -174,6 +183,10 @@ class BaseClient:
 
     async def call(self, method: str, params: dict[str, Any], *, read: bool) -> Answer:
         """One API call through breaker, bucket and cache; raises a typed ApiError."""
+        if method in self.token_methods:
+            # before the breaker, the bucket and the cache: a call the platform can only
+            # refuse is not sent, does not count as traffic and is never served stale
+            require_token(self.shop, self.token_options, f"{self.platform} {method}")
         rt = self.runtime
         params = compact(params)
         key = LastGood.key(self.shop.name, method, params)

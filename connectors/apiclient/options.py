@@ -1,5 +1,5 @@
-"""A shop's API options: the `api_*` limits, positive numbers, config-time checks and
-options that may name an environment variable (`env:VAR`)."""
+"""A shop's API options: the `api_*` limits, positive numbers, config-time checks,
+options that may name an environment variable (`env:VAR`) and the seller's token."""
 
 from __future__ import annotations
 
@@ -66,6 +66,37 @@ def option_secret(shop: Shop, key: str, env: dict[str, str] | None = None) -> st
     if text.startswith("env:"):
         found = (os.environ if env is None else env).get(text[4:])
         if not found:
-            raise AuthExpired("missing_token", f"environment variable {text[4:]} is not set")
+            raise AuthExpired(
+                "missing_token",
+                f"shop {shop.name} options.{key}: environment variable {text[4:]} is not set",
+            )
         return found
     return text
+
+
+def seller_token(
+    shop: Shop, keys: tuple[str, ...], env: dict[str, str] | None = None
+) -> str | None:
+    """The seller's token: the first of the options `keys` the shop sets (each may be
+    `env:VAR`; one naming an unset variable is `missing_token`), or None."""
+    for key in keys:
+        token = option_secret(shop, key, env)
+        if token:
+            return token
+    return None
+
+
+def require_token(
+    shop: Shop, keys: tuple[str, ...], call: str, env: dict[str, str] | None = None
+) -> str:
+    """The seller's token for a call the platform only answers with one; without it
+    `AuthExpired("missing_token")` saying which option to set, so nothing is sent."""
+    token = seller_token(shop, keys, env)
+    if token is None:
+        names = " or ".join(f"options.{key}" for key in keys)
+        raise AuthExpired(
+            "missing_token",
+            f"shop {shop.name} has no seller token configured and {call} needs one: "
+            f"set {names} (the token itself or env:VAR)",
+        )
+    return token

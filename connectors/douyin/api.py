@@ -28,7 +28,6 @@ from connectors.apiclient import (
     Page,
     carrier_code,
     milestone_events,
-    option_secret,
     ship_result,
     to_utc,
     windows,
@@ -96,7 +95,7 @@ class Client(BaseClient):
             "timestamp": timestamp,
             "v": "2",
             "sign_method": self.sign_method,
-            "access_token": option_secret(self.shop, "access_token"),
+            "access_token": self.token(),
         }
         query = {k: v for k, v in query.items() if v not in (None, "")}
         query["sign"] = sign(

@@ -29,7 +29,6 @@ from connectors.apiclient import (
     beijing,
     carrier_code,
     milestone_events,
-    option_secret,
     ship_result,
     to_utc,
     windows,
@@ -104,7 +103,7 @@ class Client(BaseClient):
         system = {
             "method": method,
             "app_key": self.shop.app_key,
-            "access_token": option_secret(self.shop, "access_token"),
+            "access_token": self.token(),
             "timestamp": beijing(self.clock()),
             "v": "2.0",
             # md5 is the default and is then not sent, as the published example shows
