@@ -25,6 +25,11 @@ def options_read() -> set[str]:
     for path in CODE:
         for match in OPTION.finditer(path.read_text(encoding="utf-8")):
             found.update(group for group in match.groups() if group)
+        # the options a client reads the seller's token from (`token_options`)
+        for names in re.findall(
+            r"token_options: ClassVar\[[^\]]*\]\] = \(([^)]*)\)", path.read_text(encoding="utf-8")
+        ):
+            found.update(re.findall(r'"([a-z_]+)"', names))
     text = (ROOT / "connectors" / "apiclient" / "options.py").read_text(encoding="utf-8")
     found.update(re.findall(r'\("(api_[a-z_]+)", "', text))  # LIMIT_OPTIONS
     return found
@@ -32,7 +37,7 @@ def options_read() -> set[str]:
 
 def test_every_shop_option_is_documented() -> None:
     options = options_read()
-    assert {"api_rate", "reconcile_seconds", "sign_method", "access_token"} <= options
+    assert {"api_rate", "reconcile_seconds", "sign_method", "access_token", "session"} <= options
     missing = sorted(o for o in options if f"`{o}" not in DOCS and f"options.{o}" not in DOCS)
     assert missing == []
 
