@@ -9,9 +9,11 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 
 import connectors
+from connectors.apiclient import BreakerState
 from connectors.base import AuthExpired
 from hub import reconcile
 from hub.settings import Shop
@@ -171,3 +173,23 @@ async def test_a_reconcile_run_for_a_shop_without_token_ends_blocked(
     fixed = await reconcile.reconcile_shop(store, fake_shop(platform, url), *WINDOW)
     assert fixed.outcome == "ok" and fixed.new == 2 and fixed.unblocked
     assert fixed.unblocked["code"] == "missing_token"
+
+
+async def test_a_missing_token_is_not_platform_trouble(fake: tuple[FakePlatformApi, str]) -> None:
+    """Said before the circuit breaker and the cache: with the platform's circuit open,
+    a token-less pull is still `missing_token` (not `circuit_open`, not a stale answer),
+    and it neither trips nor resets the breaker."""
+    api, url = fake
+    shop = without_token(fake_shop("pinduoduo", url, api_breaker_failures=1))
+    client = connectors.api_client(shop, transport=httpx.AsyncHTTPTransport())
+    try:
+        client.runtime.breaker.failure("http_503: earlier")
+        assert client.runtime.breaker.state is BreakerState.OPEN
+        with pytest.raises(AuthExpired) as raised:
+            [event async for event in client.changed_orders(*WINDOW)]
+        assert raised.value.code == "missing_token"
+        assert client.runtime.breaker.state is BreakerState.OPEN
+        assert client.runtime.stats.calls == {}  # no call counted, none sent
+    finally:
+        await client.aclose()
+    assert api.calls == []
