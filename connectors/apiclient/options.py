@@ -68,7 +68,7 @@ def option_secret(shop: Shop, key: str, env: dict[str, str] | None = None) -> st
         if not found:
             raise AuthExpired(
                 "missing_token",
-                f"shop {shop.name} options.{key}: environment variable {text[4:]} is not set",
+                f"environment variable {text[4:]} is not set (options.{key} of shop {shop.name})",
             )
         return found
     return text
