@@ -72,8 +72,8 @@ def fake_commands(package: str = "sandbox.fakes") -> dict[str, click.Command]:
         if info.name.startswith("_"):
             continue
         command = getattr(importlib.import_module(f"{package}.{info.name}"), "command", None)
-        if isinstance(command, click.Command):
-            found[info.name] = command
+        if isinstance(command, click.Command):  # platform_api.py -> platform-api, as click names
+            found[info.name.replace("_", "-")] = command
     return found
 
 

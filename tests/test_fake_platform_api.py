@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 import connectors
+from hub.cli import cli
 from hub.model import Kind, utcnow
 from hub.settings import Shop
 from sandbox.fakes import platform_api
@@ -18,10 +19,13 @@ pytestmark = pytest.mark.anyio
 
 
 def test_command_help_has_examples() -> None:
-    result = CliRunner().invoke(platform_api.command, ["--help"])
+    # through `orderhook simulate`, by the name its own examples use
+    result = CliRunner().invoke(cli, ["simulate", "platform-api", "--help"])
     assert result.exit_code == 0, result.output
     assert "orderhook simulate platform-api --platform jd" in result.output
     assert "api_base" in result.output
+    listed = CliRunner().invoke(cli, ["simulate", "--help"]).output
+    assert "platform-api" in listed and "platform_api" not in listed
 
 
 def test_command_refuses_an_unknown_platform() -> None:

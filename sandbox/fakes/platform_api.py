@@ -474,6 +474,10 @@ def command(platform: str, app_key: str, secret: str, orders: int, port: int) ->
       orderhook simulate platform-api --platform jd --app-key K --secret S
       # then in orderhook.toml: api_base = "http://127.0.0.1:9100"
       orderhook reconcile my-jd-shop --since 1h
+
+    A Taobao or Pinduoduo shop pointed at it also needs its token option
+    (`access_token`, Taobao `session` too; any value: the fake does not check it),
+    or its pulls stop at missing_token before anything is sent.
     """
     import uvicorn
 
