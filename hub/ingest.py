@@ -104,10 +104,11 @@ class Ingest:
             result = await self.store.receive(received, self.hub.settings)
         except Exception:
             log.exception("store failed to record %s", path)
-            platform = _platform_of(path)
-            reply = failure(connectors.get(platform), None, "store_unavailable", 503)
+            platform = route(path)[0]
+            connector = connectors.get(platform)
+            reply = failure(connector, None, "store_unavailable", 503)
             result = IngestResult(0, "error", "store_unavailable", reply)
-            result.labels = (platform if connectors.get(platform) else "_unknown", "_unknown")
+            result.labels = (platform if connector else "_unknown", "_unknown")
         reply = result.reply
         await send(self._start(reply))
         await send({"type": "http.response.body", "body": reply.body})
@@ -131,9 +132,12 @@ class Ingest:
             m.events_unknown.labels(event_platform, platform_type[:64]).inc()
 
 
-def _platform_of(path: str) -> str:
+def route(path: str) -> tuple[str, str, str]:
+    """(platform, shop, the platform's own tail) of `/webhooks/{platform}/{shop}[/tail]`."""
     parts = path.split("/", 4)  # "", "webhooks", platform, shop, tail
-    return parts[2][:64] if len(parts) > 2 else ""
+    platform = parts[2][:64] if len(parts) > 2 else ""
+    shop_name = parts[3][:64] if len(parts) > 3 else ""
+    return platform, shop_name, ("/" + parts[4] if len(parts) > 4 else "")
 
 
 # --- in the ingest writer process ------------------------------------------------------
@@ -144,10 +148,7 @@ def admit(settings: Settings, received: Received) -> IngestJob:
     events it carries, the reply (ack or rejection). Runs in the ingest writer."""
     received_us, method, path, query_raw, raw_headers, body, peer, truncated = received
     received_at = datetime.fromtimestamp(received_us / 1e6, UTC)
-    parts = path.split("/", 4)  # "", "webhooks", platform, shop, tail
-    platform = parts[2][:64] if len(parts) > 2 else ""
-    shop_name = parts[3][:64] if len(parts) > 3 else ""
-    tail = "/" + parts[4] if len(parts) > 4 else ""
+    platform, shop_name, tail = route(path)
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw_headers}
     # the record keeps every header in order, repeated ones too: the decoded pairs when
     # no name repeats (the usual case, nothing to redo), else the raw bytes
