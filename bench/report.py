@@ -55,7 +55,8 @@ def table(r: dict[str, Any]) -> str:
         )
         lines.append(
             f"  {'':8} {x['acked']}/{x['pushes']} acked, {x['acked_without_order']} of them "
-            f"without order, {x['acked_not_assigned']} not assigned"
+            f"without order, {x['acked_not_assigned']} not assigned, "
+            f"{x['statuses'].get('503', 0)} answered 503 (shed: sent again by the platform)"
         )
     rp = r["replay"]
     lines += ["", f"Replay: {rp.get('method', rp.get('skipped'))}"]

@@ -74,13 +74,19 @@ async def healthz(request: Request) -> Response:
     hub: Hub = request.app.state.hub
     workers = hub.store.workers()
     ok = workers.get("ingest writer", {}).get("up", False)
-    body = {"ok": ok, "writer_queue": hub.store.queue_depth(), "workers": workers}
+    body = {
+        "ok": ok,
+        "writer_queue": hub.store.queue_depth(),
+        "ingest_oldest_wait_ms": round(hub.store.ingest_waited() * 1000, 1),
+        "workers": workers,
+    }
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
 async def metrics(request: Request) -> Response:
     hub: Hub = request.app.state.hub
     hub.metrics.queue_depth.set(hub.store.queue_depth())
+    hub.metrics.ingest_waited.set(hub.store.ingest_waited())
     for name, state in hub.store.workers().items():
         hub.metrics.worker_up.labels(name).set(1 if state["up"] else 0)
         hub.metrics.worker_restarts.labels(name).set(state["restarts"])

@@ -38,8 +38,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("orderhook.ingest")
 
-UNAVAILABLE = Reply(503, b'{"error":{"reason":"store_unavailable"}}')
-INTERNAL_ERROR = Reply(500, b'{"error":{"reason":"internal_error"}}')
 
 # (received µs since the epoch, method, path, query bytes, headers as the ASGI scope has
 # them, body, peer, body truncated): a request as it arrived, in plain values the store
@@ -58,6 +56,12 @@ class Ingest:
         self._counted: dict[tuple[str, str, str, str], Any] = {}
         self._timed: dict[str, Any] = {}
         self._starts: dict[tuple[Any, ...], dict[str, Any]] = {}
+        # overload: pushes are answered 503 at once, unrecorded (the platform sends them
+        # again), while the oldest one waiting for its commit has waited this long
+        self.shed_after = hub.settings.shed_after_ms / 1000
+        self._shed = 0  # answered 503 since shedding began
+        self._shed_since = 0.0
+        self._refusals: dict[tuple[str, str], Reply] = {}
 
     def _start(self, reply: Reply) -> dict[str, Any]:
         """The response start for `reply`, built once per shape (status, type, headers,
@@ -100,19 +104,59 @@ class Ingest:
             f"{client[0]}:{client[1]}" if client else None,
             truncated,
         )
-        try:
-            result = await self.store.receive(received, self.hub.settings)
-        except Exception:
-            log.exception("store failed to record %s", path)
-            platform = route(path)[0]
-            connector = connectors.get(platform)
-            reply = failure(connector, None, "store_unavailable", 503)
-            result = IngestResult(0, "error", "store_unavailable", reply)
-            result.labels = (platform if connector else "_unknown", "_unknown")
+        if self.shed_after and self.store.ingest_waited() > self.shed_after:
+            result = self._refuse(path, "overloaded")
+        else:
+            if self._shed:
+                self._caught_up()
+            try:
+                result = await self.store.receive(received, self.hub.settings)
+            except Exception:
+                log.exception("store failed to record %s", path)
+                result = self._refuse(path, "store_unavailable")
         reply = result.reply
         await send(self._start(reply))
         await send({"type": "http.response.body", "body": reply.body})
         self._observe(result, time.perf_counter() - t0)
+
+    def _refuse(self, path: str, reason: str) -> IngestResult:
+        """A 503 the platform retries on, in its own shape when the path names one: the
+        hub is overloaded (not recorded) or its store failed (logged by the caller)."""
+        platform, shop_name, _ = route(path)
+        connector = connectors.get(platform)
+        reply = self._refusals.get((platform, reason)) if connector else None
+        if reply is None:
+            shaped = failure(connector, None, reason, 503)
+            headers = (*shaped.headers, ("retry-after", "1"))
+            reply = Reply(shaped.status, shaped.body, shaped.content_type, headers)
+            if connector:
+                self._refusals[platform, reason] = reply
+        shop = self.hub.settings.shops.get(shop_name)
+        result = IngestResult(0, "shed" if reason == "overloaded" else "error", reason, reply)
+        result.labels = (
+            platform if connector else "_unknown",
+            shop_name if shop is not None and shop.platform == platform else "_unknown",
+        )
+        if reason == "overloaded":
+            if not self._shed:
+                self._shed_since = time.monotonic()
+                log.warning(
+                    "ingest overloaded: the oldest push has waited %.1f s for its commit "
+                    "(hub.shed_after_ms = %d); answering 503 until it catches up",
+                    self.store.ingest_waited(),
+                    self.shed_after * 1000,
+                )
+            self._shed += 1
+        return result
+
+    def _caught_up(self) -> None:
+        log.warning(
+            "ingest caught up: %d push(es) were answered 503 over %.1f s, for their "
+            "platforms to send again",
+            self._shed,
+            time.monotonic() - self._shed_since,
+        )
+        self._shed = 0
 
     def _observe(self, result: IngestResult, took: float) -> None:
         m = self.metrics
@@ -268,7 +312,7 @@ def _check_content_type(connector: Connector, content_type: str) -> None:
 def failure(connector: Connector | None, msg: Inbound | None, reason: str, status: int) -> Reply:
     """Our own failure, answered in the platform's shape when we can (so a platform that
     retries on its own error code, like JD Daojia's -10000, does retry)."""
-    fallback = UNAVAILABLE if status == 503 else INTERNAL_ERROR
+    fallback = Reply(status, b'{"error":{"reason":"%s"}}' % reason.encode())
     if connector is None:
         return fallback
     try:

@@ -21,7 +21,9 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "orderhook_requests",
-            "Inbound requests by platform, shop and outcome (unknown shops are '_unknown')",
+            "Inbound requests by platform, shop and outcome: accepted, duplicate, rejected, "
+            "error, or shed (answered 503 unrecorded while overloaded; unknown shops are "
+            "'_unknown')",
             ["platform", "shop", "outcome", "reason"],
             registry=self.registry,
         )
@@ -47,6 +49,12 @@ class Metrics:
         self.queue_depth = Gauge(
             "orderhook_writer_queue_depth",
             "Jobs waiting for a commit (ingest writer and writer thread)",
+            registry=self.registry,
+        )
+        self.ingest_waited = Gauge(
+            "orderhook_ingest_oldest_wait_seconds",
+            "How long the oldest push waiting for its commit has waited (pushes are shed "
+            "above hub.shed_after_ms)",
             registry=self.registry,
         )
         self.worker_up = Gauge(

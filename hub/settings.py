@@ -66,6 +66,9 @@ class Settings:
     port: int = 8600
     max_body_bytes: int = 1 << 20
     retention_days: int = 30
+    # answer pushes 503 at once while the oldest one waiting for its commit has waited
+    # longer than this (0: never): see docs/configuration.md "Overload"
+    shed_after_ms: int = 1000
     shops: dict[str, Shop] = field(default_factory=dict)
     source: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
@@ -88,7 +91,7 @@ SECTIONS: dict[str, str] = {
 
 Fail = Callable[..., ConfigError]
 
-HUB_KEYS = {"db", "host", "port", "max_body_bytes", "retention_days"}
+HUB_KEYS = {"db", "host", "port", "max_body_bytes", "retention_days", "shed_after_ms"}
 SHOP_KEYS = {"platform", "secret", "app_key", "old_secrets", "api_base", "message_url", "options"}
 SHOP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -175,6 +178,7 @@ def parse(text: str, *, path: Path | None = None, env: dict[str, str] | None = N
         port=integer("port", 8600, 0, 65535),
         max_body_bytes=integer("max_body_bytes", 1 << 20, 1024, 64 << 20),
         retention_days=integer("retention_days", 30, 1, 3650),
+        shed_after_ms=integer("shed_after_ms", 1000, 0, 600_000),
         shops=shops,
         source=path,
         raw=data,

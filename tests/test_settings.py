@@ -38,6 +38,9 @@ def test_environment_overrides(tmp_path: Path) -> None:
     )
     assert s.db == Path("/tmp/o.db")
     assert s.port == 7000
+    assert s.shed_after_ms == 1000  # the default
+    off = settings.load(path, env={"ACME_SECRET": "x", "ORDERHOOK_SHED_AFTER_MS": "0"})
+    assert off.shed_after_ms == 0
 
 
 @pytest.mark.parametrize(
@@ -51,6 +54,7 @@ def test_environment_overrides(tmp_path: Path) -> None:
         ("[hub]\nport = 1\n[hub\n", 3, "not valid TOML"),
         ("[mystery]\nx = 1\n", 1, "unknown section"),
         ("[hub]\nmax_body_bytes = 5\n", 2, "outside"),
+        ("[hub]\nshed_after_ms = -1\n", 2, "outside 0..600000"),
     ],
 )
 def test_a_bad_file_fails_with_its_line_and_reason(

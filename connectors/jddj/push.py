@@ -36,11 +36,10 @@ if TYPE_CHECKING:
 
 FORM = "application/x-www-form-urlencoded"
 
-# reasons worth a re-push: our failures, and configuration mistakes someone can fix within
-# Daojia's 4-hour retry window (the push is recorded either way)
-RETRY_REASONS = frozenset(
-    {"store_unavailable", "internal_error", "bad_signature", "app_key_mismatch", "unknown_shop"}
-)
+# worth a re-push: our own failures (any 5xx: store, bug, overload), and configuration
+# mistakes someone can fix within Daojia's 4-hour retry window (the push is recorded
+# either way)
+RETRY_REASONS = frozenset({"bad_signature", "app_key_mismatch", "unknown_shop"})
 RETRY_CODE = "-10000"
 FAIL_CODE = "-1"
 
@@ -155,7 +154,8 @@ class JddjPush:
         return json_reply(200, {"code": "0", "msg": "success", "data": ""})
 
     def reject(self, msg: Inbound | None, rejection: Rejection) -> Reply:
-        code = RETRY_CODE if rejection.reason in RETRY_REASONS else FAIL_CODE
+        retry = rejection.status >= 500 or rejection.reason in RETRY_REASONS
+        code = RETRY_CODE if retry else FAIL_CODE
         text = f"{rejection.reason}: {rejection.detail}" if rejection.detail else rejection.reason
         return json_reply(rejection.status, {"code": code, "msg": text, "data": ""})
 

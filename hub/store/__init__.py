@@ -170,6 +170,10 @@ class Store:
         """Requests handed to the ingest writer and not yet committed (their acks wait)."""
         return self._ingest.depth() if self._ingest else 0
 
+    def ingest_waited(self) -> float:
+        """Seconds the oldest request waiting for its ingest commit has waited."""
+        return self._ingest.waited() if self._ingest else 0.0
+
     def queue_depth(self) -> int:
         """Jobs waiting for a commit (ingest and other writes)."""
         waiting = self._writer.depth() if self._writer else 0

@@ -23,6 +23,7 @@ again and the dedupe key catches the ones that did commit) and a new writer star
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import marshal
@@ -298,6 +299,9 @@ class IngestWriter(Child):
         # seq -> (future, the job when the event loop judged it, None when the writer did)
         self._pending: dict[int, tuple[asyncio.Future[IngestResult], IngestJob | None]] = {}
         self._outbox: list[tuple[Any, ...]] = []
+        # (seq, submitted) in the order sent; the writer answers in that order, so the
+        # first one still pending is the oldest (answered ones are dropped lazily)
+        self._sent_at: collections.deque[tuple[int, float]] = collections.deque()
         self._flush_scheduled = False
         # a frame is out and the writer has not answered it yet: new jobs wait here and
         # go together when it answers (it could not start them sooner: it is committing),
@@ -311,6 +315,13 @@ class IngestWriter(Child):
 
     def depth(self) -> int:
         return len(self._pending)
+
+    def waited(self) -> float:
+        """Seconds the oldest job still waiting for its commit has waited (0.0: none)."""
+        sent_at, pending = self._sent_at, self._pending
+        while sent_at and sent_at[0][0] not in pending:
+            sent_at.popleft()
+        return time.monotonic() - sent_at[0][1] if sent_at else 0.0
 
     def started(self) -> None:
         self._flush()
@@ -352,6 +363,7 @@ class IngestWriter(Child):
     ) -> asyncio.Future[IngestResult]:
         future: asyncio.Future[IngestResult] = self.loop.create_future()
         self._pending[seq] = (future, job)
+        self._sent_at.append((seq, wire[1]))  # type: ignore[arg-type]
         self._outbox.append(wire)
         # while the writer commits, jobs still go out in handfuls (not one write per
         # job), so its next batch is already in its socket when the commit returns
@@ -414,6 +426,7 @@ class IngestWriter(Child):
                     if reply != CONFLICT:
                         self.on_reply(request_id, reply)
                 future.set_result(IngestResult(request_id, outcome, reason, reply, new_ids))
+        self.waited()  # drops the answered ones from `_sent_at`
         self._flush()  # what arrived during that commit
         self.on_batch(size, seconds)
         if max_event_id:
@@ -426,6 +439,7 @@ class IngestWriter(Child):
         self._context_due = self._context is not None
         waiting = list(self._pending.values())
         self._pending.clear()
+        self._sent_at.clear()
         self._outbox = []
         for future, _ in waiting:
             if not future.done():

@@ -1,0 +1,138 @@
+"""Overload: while pushes wait too long for their commit, new ones are answered 503 at once.
+
+The commit is held up the way a saturated or stalled disk holds it up: another connection
+keeps SQLite's write lock, so the ingest writer waits in its busy handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+
+from connectors.jddj import connector as jddj
+from hub.app import create_app
+from hub.model import Kind
+from hub.runtime import Hub
+from hub.settings import Settings, Shop
+from hub.store import queries
+from tests.helpers import order_body, signed
+
+pytestmark = pytest.mark.anyio
+
+URL = "/webhooks/standard/acme"
+DJ_SECRET = "dj-overload-secret"
+
+
+@contextmanager
+def write_lock_held(settings: Settings) -> Iterator[None]:
+    conn = sqlite3.connect(settings.db, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        conn.execute("ROLLBACK")
+        conn.close()
+
+
+async def waiting_longer_than(hub: Hub, seconds: float) -> None:
+    for _ in range(500):
+        if hub.store.ingest_waited() > seconds:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the push never waited for its commit")
+
+
+def with_shed_after(settings: Settings, ms: int) -> Settings:
+    dj = Shop(name="dj", platform="jddj", secret=DJ_SECRET, app_key="dj-key")
+    return dataclasses.replace(settings, shed_after_ms=ms, shops={**settings.shops, "dj": dj})
+
+
+@contextmanager
+def running_client(hub: Hub) -> Iterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(hub, lifespan=False), client=("10.0.0.9", 1))
+    yield httpx.AsyncClient(transport=transport, base_url="http://hub")
+
+
+@pytest.fixture
+async def shedding(settings: Settings) -> AsyncIterator[tuple[Hub, httpx.AsyncClient]]:
+    hub = Hub(with_shed_after(settings, 100))
+    async with hub.running():
+        with running_client(hub) as client:
+            async with client:
+                yield hub, client
+
+
+async def push(client: httpx.AsyncClient, order_id: str) -> httpx.Response:
+    body = order_body(order_id=order_id)
+    return await client.post(URL, content=body, headers=signed(body))
+
+
+async def test_a_push_arriving_while_acks_lag_is_answered_503_at_once_and_not_recorded(
+    shedding: tuple[Hub, httpx.AsyncClient], caplog: pytest.LogCaptureFixture, admin_token: str
+) -> None:
+    hub, client = shedding
+    caplog.set_level(logging.WARNING, "orderhook.ingest")
+    with write_lock_held(hub.settings):
+        waiting = asyncio.create_task(push(client, "held-1"))
+        await waiting_longer_than(hub, 0.1)
+        shed = await push(client, "shed-1")
+        assert not waiting.done()  # the shed answer did not wait for the stalled commit
+        health = (await client.get("/healthz")).json()
+        assert health["ingest_oldest_wait_ms"] > 100
+    assert shed.status_code == 503
+    assert shed.headers["retry-after"] == "1"
+    assert shed.json()["error"]["reason"] == "overloaded"
+    assert "answering 503 until it catches up" in caplog.text
+
+    held = await waiting  # the push that was waiting is committed and acked
+    assert held.status_code == 200
+    after = await push(client, "after-1")  # caught up: taken again
+    assert after.status_code == 200
+    assert "1 push(es) were answered 503" in caplog.text
+
+    counts = await hub.store.read(queries.counts)
+    assert counts["requests"] == 2 and counts["events"] == 2  # held-1 and after-1 only
+    auth = {"authorization": f"Bearer {admin_token}"}
+    metrics = (await client.get("/metrics", headers=auth)).text
+    assert (
+        'orderhook_requests_total{outcome="shed",platform="standard",reason="overloaded",'
+        'shop="acme"} 1.0' in metrics
+    )
+
+
+async def test_jd_daojia_is_told_to_push_again(shedding: tuple[Hub, httpx.AsyncClient]) -> None:
+    hub, client = shedding
+    out = jddj.simulate(hub.settings.shops["dj"], Kind.PAID, "9001")
+    url = "/webhooks/jddj/dj" + out.tail
+    with write_lock_held(hub.settings):
+        waiting = asyncio.create_task(push(client, "held-2"))
+        await waiting_longer_than(hub, 0.1)
+        shed = await client.post(url, content=out.body, headers=out.headers)
+    assert (await waiting).status_code == 200
+    assert shed.status_code == 503
+    assert shed.json()["code"] == "-10000"  # Daojia's "push again"
+    assert shed.json()["msg"] == "overloaded"
+    again = await client.post(url, content=out.body, headers=out.headers)  # Daojia's re-push
+    assert again.status_code == 200 and again.json()["code"] == "0"
+
+
+async def test_with_shedding_off_a_push_waits_for_the_commit(settings: Settings) -> None:
+    hub = Hub(with_shed_after(settings, 0))
+    async with hub.running():
+        with running_client(hub) as client:
+            async with client:
+                with write_lock_held(hub.settings):
+                    waiting = asyncio.create_task(push(client, "held-3"))
+                    await waiting_longer_than(hub, 0.2)
+                    second = asyncio.create_task(push(client, "second-3"))
+                    await asyncio.sleep(0.2)
+                    assert not second.done()  # it waits with the first, not answered 503
+                assert (await waiting).status_code == 200
+                assert (await second).status_code == 200
