@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -26,9 +27,11 @@ class Result:
     routed: list[int] = field(default_factory=list)
     closed: list[int] = field(default_factory=list)
     assigned: list[Assignment] = field(default_factory=list)
+    seconds: float = 0.0  # the work itself, inside the transaction (not waiting for it)
 
 
 def process(conn: sqlite3.Connection, config: DispatchConfig, limit: int = orders.BATCH) -> Result:
+    started = time.perf_counter()
     now = iso_utc(utcnow())
     result = Result()
     changes = orders.apply_pending(conn, limit)
@@ -47,6 +50,7 @@ def process(conn: sqlite3.Connection, config: DispatchConfig, limit: int = order
                     result.routed.append(task_id)
         desk.write()
     result.assigned = assign.hand_out(conn, config, now)
+    result.seconds = time.perf_counter() - started
     return result
 
 

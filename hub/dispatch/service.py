@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from typing import TYPE_CHECKING
 
 from hub.dispatch import engine, escalate, state
@@ -24,25 +23,23 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("orderhook.dispatch")
 
-# events per dispatch job. Batched, the stage costs ~0.15-0.25 ms an event here
-# (bench/stage.py: 200 rules, new paid orders; it was ~0.4), so a slice of 100 holds
-# the write turn ~15-25 ms, and the ingest writer waits at most that for its next
-# commit. Larger slices would waste less per commit, but measured at 1,000 and 2,000
-# pushes/s on the shared 2-core machine, 500 got orders assigned no sooner (the yield
-# below bounds the stage's share anyway) and made acks slower (p99 2.5-4.6 s at
-# 2,000/s against 0.4-0.7 s with 100): see docs/dispatch.md, "The stage in batches".
-BATCH = 100
-# the slice while pushes wait for their commit: each slice holds the write turn, and
-# the ingest writer waits for the one in progress (the stage's commits are not flushed
-# to disk by themselves, so a smaller slice costs little more)
-BATCH_UNDER_LOAD = 25
+# events per dispatch job. Batched, the stage costs ~0.15-0.25 ms an event (bench/stage.py:
+# 200 rules, new paid orders), so a slice holds the write turn ~30-50 ms, and the ingest
+# writer waits at most that for its next commit. Smaller slices would not help the
+# acks much but starve the stage: under load each slice also waits for the ingest
+# writer's turn (a commit or two), and with slices of 25 the stage worked off ~50-900
+# events/s while 2,000/s came in (docs/dispatch.md, "The stage during a sustained burst").
+BATCH = 200
 
-# Acks first: while this many requests wait for their commit (the ingest writer is
-# saturated), the stage takes at most a third of the time, sleeping twice as long as
-# each of its batches ran. Its work runs on the event loop's process and GIL; the
-# platforms' deliveries time out and pile up retries if acks slow down, whereas a
-# backlog of routing is worked off as soon as the burst ebbs (nothing is lost: the
-# stage reads committed events through its cursor).
+# Acks first, but not acks only: while this many requests wait for their commit (the
+# ingest writer is saturated), the stage works at most half the time, sleeping as long
+# as its work took (the work alone: the time its slice waited for the write turn and
+# for the event loop is not its share). It used to sleep twice the whole round trip,
+# waits included, and then worked off ~100-250 events/s of a sustained 2,000/s: a peak
+# left its orders unassigned until it ended. Platforms time out and retry when acks
+# slow down (shedding bounds that: hub.shed_after_ms), while a routing backlog is
+# worked off as the burst ebbs; nothing is lost either way, as the stage reads
+# committed events through its cursor.
 INGEST_SATURATED = 32
 
 
@@ -55,10 +52,7 @@ async def run(hub: Hub) -> None:
         wake.clear()
         try:
             while True:
-                started = time.monotonic()
-                busy = hub.store.ingest_waiting() >= INGEST_SATURATED
-                size = BATCH_UNDER_LOAD if busy else BATCH
-                result = await hub.store.offload(engine.process, Shared(live.config), size)
+                result = await hub.store.offload(engine.process, Shared(live.config), BATCH)
                 if result.applied or result.assigned:
                     counts = hub.metrics.dispatch_decisions
                     counts.labels("routed").inc(len(result.routed))
@@ -66,8 +60,8 @@ async def run(hub: Hub) -> None:
                     counts.labels("closed").inc(len(result.closed))
                     live.pulse.beat()
                 if result.applied and hub.store.ingest_waiting() >= INGEST_SATURATED:
-                    await asyncio.sleep(2 * (time.monotonic() - started))
-                if result.applied < size:
+                    await asyncio.sleep(result.seconds)
+                if result.applied < BATCH:
                     break
         except Exception:
             log.exception("dispatching committed events failed; retrying")
