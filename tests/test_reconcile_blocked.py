@@ -128,6 +128,26 @@ async def test_shop_without_token_backs_off_and_says_so_once(
     assert 'orderhook_reconcile_blocked{platform="jd",shop="acme-jd"} 1.0' in metrics  # alerts
 
 
+async def test_a_manual_run_on_a_blocked_shop_keeps_the_hubs_next_try(
+    fake: tuple[FakePlatformApi, str], hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api, url = fake
+    monkeypatch.delenv(TOKEN_VAR, raising=False)
+    shop = jd_shop(url, access_token=f"env:{TOKEN_VAR}")
+    await run_loop(hub, shop, Waits(tries=1))
+    before = state(hub.store, "acme-jd")["blocked"]
+    assert before["next_try_at"] is not None
+
+    # what `orderhook reconcile` does: one pull, outside the hub's own schedule
+    result = await reconcile.reconcile_shop(hub.store, shop, NOW - timedelta(hours=1), NOW)
+
+    assert result.blocked
+    after = state(hub.store, "acme-jd")["blocked"]
+    assert after["tries"] == 2
+    assert after["next_try_at"] == before["next_try_at"]  # still when the hub tries
+    assert api.calls == []
+
+
 async def test_blocked_shop_resumes_when_the_token_appears(
     fake: tuple[FakePlatformApi, str],
     hub: Hub,

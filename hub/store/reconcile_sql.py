@@ -137,12 +137,13 @@ def states(conn: sqlite3.Connection, shop: str | None = None) -> list[dict[str, 
 
 def mark_blocked(conn: sqlite3.Connection, shop: str, platform: str, code: str, error: str) -> int:
     """Record a pull that failed in a way only a person can fix; returns how many tries
-    in a row failed with this code (another code starts a new block)."""
+    in a row failed with this code (another code starts a new block). `next_try_at` is
+    the hub's own schedule (`set_next_try`): a manual run in between leaves it."""
     conn.execute(
         "INSERT INTO reconcile_state (shop, platform, updated_at, blocked_since, blocked_code, "
         "blocked_error, blocked_tries) VALUES (?1, ?2, ?3, ?3, ?4, ?5, 1) "
         "ON CONFLICT(shop) DO UPDATE SET platform = excluded.platform, "
-        "updated_at = excluded.updated_at, next_try_at = NULL, "
+        "updated_at = excluded.updated_at, "
         "blocked_error = excluded.blocked_error, blocked_code = excluded.blocked_code, "
         # SET expressions read the row as it was: the same code continues the block
         "blocked_since = CASE WHEN blocked_code IS excluded.blocked_code "
