@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import connectors
 from connectors.base import Connector, Inbound, Rejection, Reply, generic_error
+from hub.model import iso_utc, utcnow
 from hub.store import IngestJob, IngestResult, RequestRecord
 
 if TYPE_CHECKING:
@@ -59,8 +61,7 @@ class Ingest:
         # overload: pushes are answered 503 at once, unrecorded (the platform sends them
         # again), while the oldest one waiting for its commit has waited this long
         self.shed_after = hub.settings.shed_after_ms / 1000
-        self._shed = 0  # answered 503 since shedding began
-        self._shed_since = 0.0
+        self.shedding = hub.shedding
         self._refusals: dict[tuple[str, str], Reply] = {}
 
     def _start(self, reply: Reply) -> dict[str, Any]:
@@ -107,7 +108,7 @@ class Ingest:
         if self.shed_after and self.store.ingest_waited() > self.shed_after:
             result = self._refuse(path, "overloaded")
         else:
-            if self._shed:
+            if self.shedding.active:
                 self._caught_up()
             try:
                 result = await self.store.receive(received, self.hub.settings)
@@ -138,25 +139,24 @@ class Ingest:
             shop_name if shop is not None and shop.platform == platform else "_unknown",
         )
         if reason == "overloaded":
-            if not self._shed:
-                self._shed_since = time.monotonic()
+            if not self.shedding.active:
                 log.warning(
                     "ingest overloaded: the oldest push has waited %.1f s for its commit "
                     "(hub.shed_after_ms = %d); answering 503 until it catches up",
                     self.store.ingest_waited(),
                     self.shed_after * 1000,
                 )
-            self._shed += 1
+            self.shedding.add()
         return result
 
     def _caught_up(self) -> None:
+        shed, seconds = self.shedding.end()
         log.warning(
             "ingest caught up: %d push(es) were answered 503 over %.1f s, for their "
             "platforms to send again",
-            self._shed,
-            time.monotonic() - self._shed_since,
+            shed,
+            seconds,
         )
-        self._shed = 0
 
     def _observe(self, result: IngestResult, took: float) -> None:
         m = self.metrics
@@ -174,6 +174,33 @@ class Ingest:
             m.forensics.labels(platform, result.forensics.split(":", 1)[0][:64]).inc()
         for event_platform, platform_type in result.unknown:
             m.events_unknown.labels(event_platform, platform_type[:64]).inc()
+
+
+@dataclass
+class Shedding:
+    """Overload as the board shows it: pushes answered 503 unrecorded (`hub.shed_after_ms`)."""
+
+    active: bool = False
+    since: str | None = None  # when the current (or last) episode began
+    ended: str | None = None
+    count: int = 0  # answered 503 in the current (or last) episode
+    total: int = 0  # since the hub started
+    _started: float = 0.0
+
+    def add(self) -> None:
+        if not self.active:
+            self.active, self.since, self.ended, self.count = True, iso_utc(utcnow()), None, 0
+            self._started = time.monotonic()
+        self.count += 1
+        self.total += 1
+
+    def end(self) -> tuple[int, float]:
+        """(pushes shed, seconds) of the episode that ends."""
+        self.active, self.ended = False, iso_utc(utcnow())
+        return self.count, time.monotonic() - self._started
+
+    def view(self) -> dict[str, object]:
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 
 
 def route(path: str) -> tuple[str, str, str]:

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from hub import channels, reconcile, retention, tlswatch
 from hub.delivery import fanout, worker
 from hub.dispatch import service as dispatch
+from hub.ingest import Shedding
 from hub.metrics import Metrics
 from hub.settings import Settings
 from hub.store import Store
@@ -55,6 +56,7 @@ class Hub:
         offloads = dispatch.run in self.services
         self.store = Store(settings.db, preload=PRELOAD, admit=ADMIT, stages=offloads)
         self.metrics = Metrics()
+        self.shedding = Shedding()  # the ingest route's overload state, for the board
         self.store.batch_listeners.append(self.metrics.observe_batch)
         self._tasks: list[asyncio.Task[None]] = []
 

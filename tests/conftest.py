@@ -4,6 +4,8 @@ uvicorn on 127.0.0.1. Nothing writes outside tmp_path."""
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import socket
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -134,3 +136,19 @@ def live_hub(settings: Settings) -> Iterator[tuple[str, Hub]]:
     hub = Hub(settings)
     with serve_app(create_app(hub)) as url:
         yield url, hub
+
+
+CHROMIUM = os.environ.get("ORDERHOOK_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture
+def chromium_path() -> str:
+    if not os.path.exists(CHROMIUM):
+        message = (
+            f"no Chromium at {CHROMIUM} (make test installs it as root: apt-get install chromium)"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return CHROMIUM

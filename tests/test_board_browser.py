@@ -4,8 +4,6 @@ up on the open page without a reload, so does a shop whose reconciliation is blo
 
 from __future__ import annotations
 
-import os
-import shutil
 from datetime import timedelta
 
 import httpx
@@ -15,15 +13,12 @@ from hub import settings as settings_mod
 from hub.auth import issue_token
 from hub.model import parse_iso
 from hub.store import Store, reconcile_sql
+from tests.conftest import CHROMIUM_FLAGS as FLAGS
 from tests.dispatch_support import DISPATCH_TOML, push_body
 from tests.helpers import signed
 from tests.platform_fake import shop_toml
 
 pytestmark = pytest.mark.slow
-
-CHROMIUM = os.environ.get("ORDERHOOK_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-
 
 TOKEN_VAR = "ORDERHOOK_TEST_BOARD_TOKEN"  # never set: the shop's pulls are blocked
 
@@ -35,18 +30,6 @@ def settings(write_config, monkeypatch):
     jd = shop_toml("jd", "http://127.0.0.1:9", reconcile_seconds=3600)
     jd = jd.replace('"tok"', f'"env:{TOKEN_VAR}"')
     return settings_mod.load(write_config(DISPATCH_TOML + "\n" + jd), env={})
-
-
-@pytest.fixture
-def chromium_path() -> str:
-    if not os.path.exists(CHROMIUM):
-        message = (
-            f"no Chromium at {CHROMIUM} (make test installs it as root: apt-get install chromium)"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return CHROMIUM
 
 
 def test_push_appears_on_the_open_board_without_reload(live_hub, settings, chromium_path, tmp_path):

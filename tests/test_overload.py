@@ -10,18 +10,23 @@ import asyncio
 import dataclasses
 import logging
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
 
 from connectors.jddj import connector as jddj
 from hub.app import create_app
+from hub.auth import issue_token
 from hub.model import Kind
 from hub.runtime import Hub
 from hub.settings import Settings, Shop
-from hub.store import queries
+from hub.store import Store, queries
+from tests.conftest import CHROMIUM_FLAGS, serve_app
 from tests.helpers import order_body, signed
 
 pytestmark = pytest.mark.anyio
@@ -136,3 +141,52 @@ async def test_with_shedding_off_a_push_waits_for_the_commit(settings: Settings)
                     assert not second.done()  # it waits with the first, not answered 503
                 assert (await waiting).status_code == 200
                 assert (await second).status_code == 200
+
+
+@pytest.mark.slow
+def test_the_board_says_the_hub_is_overloaded(
+    settings: Settings, chromium_path: str, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    hub = Hub(with_shed_after(settings, 100))
+    token = Store(settings.db).run(issue_token, "wall", "viewer")
+    with (
+        serve_app(create_app(hub)) as url,
+        sync_playwright() as p,
+        httpx.Client(base_url=url, timeout=60) as http,
+    ):
+        browser = p.chromium.launch(
+            executable_path=chromium_path, args=CHROMIUM_FLAGS, headless=True
+        )
+        try:
+            page = browser.new_page(timezone_id="Asia/Shanghai", locale="en-US")
+            page.goto(f"{url}/board?token={token}")
+            expect(page.locator("#status")).to_contain_text("live")
+            banner = page.locator("#overload")
+            expect(banner).to_be_hidden()
+
+            def post(order_id: str) -> httpx.Response:
+                body = order_body(order_id=order_id)
+                return http.post(URL, content=body, headers=signed(body))
+
+            with ThreadPoolExecutor(1) as pool:
+                with write_lock_held(settings):  # released before the pool waits for `held`
+                    held = pool.submit(post, "board-held")
+                    for _ in range(500):
+                        if http.get("/healthz").json()["ingest_oldest_wait_ms"] > 100:
+                            break
+                        threading.Event().wait(0.01)
+                    assert post("board-shed").status_code == 503
+                    expect(banner).to_contain_text("OVERLOADED")
+                    expect(banner).to_contain_text("1 push answered 503")
+                    expect(banner).to_contain_text("(limit 100 ms)")
+                    page.screenshot(path=str(tmp_path / "overload.png"))
+                    print(f"board screenshot: {tmp_path / 'overload.png'}")
+                assert held.result().status_code == 200
+            assert post("board-after").status_code == 200  # taken again: the episode ends
+            expect(banner).to_contain_text("Last overload")
+            expect(banner).to_contain_text("(1 since the hub started)")
+            expect(banner.locator(".badge")).to_have_count(0)
+        finally:
+            browser.close()

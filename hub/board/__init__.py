@@ -68,6 +68,11 @@ async def board_state(hub: Hub) -> dict[str, Any]:
         # needs no one: the page shows it quietly instead of raising the alarm
         shop = hub.settings.shops.get(row["shop"])
         row["reconciled"] = shop is not None and reconcile.has_api(shop)
+    snap["ingest"] = {
+        **hub.shedding.view(),
+        "oldest_wait_ms": round(hub.store.ingest_waited() * 1000, 1),
+        "shed_after_ms": hub.settings.shed_after_ms,
+    }
     snap["rules"] = {
         "count": len(live.config.rules),
         "loaded_at": live.loaded_at,
