@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from bench import ingest, latency, machine, profile, replay, report, storage, wrk
+from bench import ingest, latency, machine, profile, replay, report, storage, writer, wrk
 
 HERE = Path(__file__).resolve().parent
 
@@ -90,9 +90,11 @@ def main(
         rounds=rounds, seconds=seconds, connections=connections, generator=generator
     )
     rate_list = [int(r) for r in rates.split(",") if r.strip()]
+    writer_pushes, writer_rounds = 3000, 5
     if smoke:
         opts = replace(opts, rounds=1, seconds=1.0, connections=8, expected_rate=1000)
         rate_list, latency_seconds, replay_count = [50], 2.0, 100
+        writer_pushes, writer_rounds = 200, 1
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     work = (work or HERE / "out" / stamp).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -117,6 +119,8 @@ def main(
     results["replay"] = replay.run(
         work / "replay", Path(results["ingest"]["db"]), replay_count, echo
     )
+    echo("writer: the ingest writer's work alone (python -m bench.writer)")
+    results["writer"] = writer.run(work / "writer", writer_pushes, writer_rounds, echo)
     if with_profile and not smoke:
         echo("profile: py-spy on the hub under load")
         results["profile"] = profile.record(work / "profile", opts, echo)

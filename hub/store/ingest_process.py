@@ -106,12 +106,7 @@ def serve(path: str, sock: socket.socket, turn: Turn, max_batch: int, judge: Jud
             for at in range(0, len(jobs), max_batch):
                 part = jobs[at : at + max_batch]
                 started = time.monotonic()
-                with turn.ingest():
-                    outcomes, max_event_id = batches.commit([wire for wire, _ in part])
-                answers = [
-                    judge.answer(outcome, job, batches)
-                    for outcome, (_, job) in zip(outcomes, part, strict=True)
-                ]
+                answers, max_event_id = write(part, turn, batches, judge)
                 done = (answers, len(part), time.monotonic() - started, max_event_id)
                 send_blocking(sock, marshal.dumps(done))
         with turn.ingest():
@@ -119,6 +114,20 @@ def serve(path: str, sock: socket.socket, turn: Turn, max_batch: int, judge: Jud
     finally:
         conn.close()
         sock.close()
+
+
+def write(
+    part: list[tuple[tuple[Any, ...], IngestJob | None]], turn: Turn, batches: Batches, judge: Judge
+) -> tuple[list[tuple[Any, ...]], int]:
+    """Commit one batch of `Judge.frame`'s jobs in the write turn; the answers for the event
+    loop and the highest new event id."""
+    with turn.ingest():
+        outcomes, max_event_id = batches.commit([wire for wire, _ in part])
+    answers = [
+        judge.answer(outcome, job, batches)
+        for outcome, (_, job) in zip(outcomes, part, strict=True)
+    ]
+    return answers, max_event_id
 
 
 class Judge:
