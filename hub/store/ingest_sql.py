@@ -90,12 +90,18 @@ def to_us(moment: datetime) -> int:
 def iso_from_us(us: int) -> str:
     """`iso_utc` of a time given in microseconds since the epoch."""
     seconds, micros = divmod(us, 1_000_000)
-    if seconds != _second[0]:  # a batch's times mostly share their second: format it once
-        _second[:] = [seconds, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(seconds))]
-    return f"{_second[1]}{micros:06d}Z"
+    head = _seconds.get(seconds)
+    if head is None:
+        # a batch's times fall in a few seconds, but not one: each push alternates its
+        # receipt (now) and its event's time (earlier), so one cached second missed on
+        # nearly every call
+        if len(_seconds) >= 256:
+            _seconds.clear()
+        head = _seconds[seconds] = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(seconds))
+    return f"{head}{micros:06d}Z"
 
 
-_second: list = [None, ""]  # type: ignore[type-arg]
+_seconds: dict[int, str] = {}  # whole second -> its formatted text, up to the fraction
 
 
 def to_wire(seq: int, submitted: float, job: IngestJob) -> tuple[object, ...]:
