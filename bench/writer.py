@@ -127,6 +127,7 @@ def once(
     data = list(frames(batch, context, size))  # built before the clock starts
     outcomes: list[tuple[Any, ...]] = []
     admit = rows = 0.0
+    ingest_process.settle()  # as `serve` does before it says ready
     if profile is not None:
         profile.enable()
     w0 = time.perf_counter()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import gc
 import logging
 import marshal
 import pickle
@@ -84,6 +85,7 @@ def serve(path: str, sock: socket.socket, turn: Turn, max_batch: int, judge: Jud
     """Judge and commit what arrives until the event loop hangs up."""
     conn = connect(path)
     batches = Batches(conn)
+    settle()
     sock.settimeout(IDLE)
     send_blocking(sock, READY)
     reader = FrameReader()
@@ -114,6 +116,14 @@ def serve(path: str, sock: socket.socket, turn: Turn, max_batch: int, judge: Jud
     finally:
         conn.close()
         sock.close()
+
+
+def settle() -> None:
+    """Once the writer is set up: what exists now (modules, connectors) lives as long as
+    the process; keep it out of the collector's full passes, which a burst's churn of
+    short-lived objects otherwise triggers again and again (as the served hub does)."""
+    gc.collect()
+    gc.freeze()
 
 
 def write(
