@@ -19,7 +19,8 @@ time is not) per push, split into admit / rows+SQL (with the answers) / COMMIT, 
 wall time per push. Each round is a fresh database; the figure is the median over
 rounds. `--against DIR` compares two trees of the code (DIR: another checkout with this
 file in it): each round runs this harness once in each, in a fresh interpreter, in an
-order that alternates, and reports both medians and the median of the paired ratios.
+order that alternates (the cheapest of 3 runs in that interpreter: other people's work
+only adds CPU time), and reports both medians and the median of the paired ratios.
 Every outcome is checked against what the push is (new: accepted, redelivery:
 duplicate, wrong secret: rejected bad_signature) and the run fails when one is not.
 """
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import itertools
 import json
 import marshal
@@ -133,14 +135,11 @@ def once(
     w0 = time.perf_counter()
     try:
         for frame in data:
+            answers, judging, writing = _handle(frame, judge, turn, batches)
             c0 = time.process_time()
-            jobs = judge.frame(frame)
-            c1 = time.process_time()
-            answers, _ = ingest_process.write(jobs, turn, batches, judge)
-            marshal.dumps((answers, len(jobs), 0.0, 0))
-            c2 = time.process_time()
-            admit += c1 - c0
-            rows += c2 - c1
+            ingest_process.sweep()  # as `serve` does after each chunk
+            admit += judging
+            rows += writing + time.process_time() - c0
             outcomes.extend(answers)
         with turn.ingest():
             batches.flush_later()  # the last batch's handling times, as an idle writer does
@@ -148,6 +147,8 @@ def once(
         wall = time.perf_counter() - w0
         if profile is not None:
             profile.disable()
+        gc.unfreeze()  # `settle` is the writer process's; this one goes on
+        gc.enable()
         conn.close()
         turn.close()
     rows -= conn.commit_cpu
@@ -163,6 +164,18 @@ def once(
         "commit_wall_us": round(conn.commit_wall * 1e6 / n, 1),
         "outcomes": dict(Counter(f"{a[2]}:{a[3] or ''}" for a in outcomes)),
     }
+
+
+def _handle(
+    frame: bytes, judge: Judge, turn: Turn, batches: Batches
+) -> tuple[list[tuple[Any, ...]], float, float]:
+    """`ingest_process.handle` for one frame, timed: (answers, admit CPU, the rest)."""
+    c0 = time.process_time()
+    jobs = judge.frame(frame)
+    c1 = time.process_time()
+    answers, _ = ingest_process.write(jobs, turn, batches, judge)
+    marshal.dumps((answers, len(jobs), 0.0, 0))
+    return answers, c1 - c0, time.process_time() - c1
 
 
 def _check(batch: list[pushes.Push], outcomes: list[tuple[Any, ...]]) -> None:
@@ -186,8 +199,13 @@ def run_scenario(
         "sent": pushes.kinds(batch),
         **{k: round(statistics.median(run[k] for run in runs), 1) for k in keys},
         "cpu_us_per_push_rounds": [run["cpu_us_per_push"] for run in runs],
+        "cheapest": {k: v for k, v in min(runs, key=_cpu).items() if k in keys},
         "outcomes": runs[0]["outcomes"],
     }
+
+
+def _cpu(run: dict[str, Any]) -> float:
+    return float(run["cpu_us_per_push"])
 
 
 def run(
@@ -219,6 +237,9 @@ def run(
     }
 
 
+# runs per interpreter in a comparison; its cheapest counts (on a shared machine other
+# work only ever adds CPU time: a run that was not slowed is the closer figure)
+INNER = 3
 FIGURES = ("cpu_us_per_push", "admit_us", "rows_sql_us", "commit_us", "wall_us_per_push")
 
 
@@ -229,7 +250,7 @@ def against(
     trees = {"this": HERE.parent, "other": other.resolve()}
     runs: dict[str, list[dict[str, Any]]] = {"this": [], "other": []}
     args = ["-m", "bench.writer", "--pushes", str(n), "--batch", str(size)]
-    args += ["--rounds", "1", "--scenario", scenario]
+    args += ["--rounds", str(INNER), "--scenario", scenario]
     for r in range(rounds):
         for side in ("this", "other") if r % 2 == 0 else ("other", "this"):
             done = subprocess.run(
@@ -240,8 +261,7 @@ def against(
                 text=True,
                 check=True,
             )
-            result = json.loads(done.stdout)["scenarios"][0]
-            runs[side].append(result)
+            runs[side].append(json.loads(done.stdout)["scenarios"][0]["cheapest"])
         echo(
             f"  round {r + 1}/{rounds}: this {runs['this'][-1]['cpu_us_per_push']:.1f}, "
             f"other {runs['other'][-1]['cpu_us_per_push']:.1f} µs CPU per push"
