@@ -221,16 +221,15 @@ def admit(settings: Settings, received: Received) -> IngestJob:
     received_at = datetime.fromtimestamp(received_us / 1e6, UTC)
     platform, shop_name, tail = route(path)
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw_headers}
-    # the record keeps every header in order, repeated ones too: the decoded pairs when
-    # no name repeats (the usual case, nothing to redo), else the raw bytes
-    kept = list(headers.items()) if len(headers) == len(raw_headers) else raw_headers
+    # the record keeps every header in order, repeated ones too: as the bytes came (the
+    # store writes their JSON from the bytes, without decoding each pair again)
     query = query_raw.decode("latin-1")
     record = RequestRecord(
         received_at=received_at,
         method=method,
         path=path,
         query=query,
-        headers=kept,
+        headers=raw_headers,
         body=body,
         peer=peer,
         platform=platform or None,
