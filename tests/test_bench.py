@@ -52,6 +52,10 @@ def test_smoke_run_counts_every_ack_in_the_database(tmp_path: Path) -> None:
     replayed = results["replay"]["runs"][0]
     assert replayed["requests"] > 0 and replayed["statuses"] == {"200": replayed["requests"]}
     assert replayed["command_seconds"] >= replayed["sending_seconds"] >= 0
+    # the writer's own benchmark ran both scenarios and every outcome was the expected one
+    for scenario in results["writer"]["scenarios"]:
+        assert sum(scenario["outcomes"].values()) == scenario["pushes"] > 0
+        assert scenario["outcomes"]["accepted:"] == scenario["sent"]["new"]
     storage = results["storage"]
     names = {t["name"] for t in storage["btrees"]}
     assert {"requests", "events", "requests_received", "events_order"} <= names
