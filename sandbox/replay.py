@@ -4,6 +4,10 @@ or another URL; byte-identical, or re-signed with a fresh timestamp.
 Every response is stored next to the original (`replay_results`), with a diff when they
 differ. A run is a row in `replay_runs`; an interrupted run is resumed by skipping the
 items that already got an answer.
+
+Sending is `concurrency` workers taking the next item from one shared iterator, over one
+aiohttp session (`exact_http`); answers are stored in group commits (`ResultLog`), so
+neither a request nor an answer waits for a commit.
 """
 
 from __future__ import annotations
@@ -13,24 +17,23 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from aiolimiter import AsyncLimiter
 
 from hub.model import iso_utc, utcnow
 from hub.settings import Settings
-from hub.store import Store
+from hub.store import Store, sandbox_sql
 from hub.store.sandbox_sql import RequestFilter, select_requests
 from sandbox import recordings
-from sandbox.sending import (
-    Prepared,
-    SendError,
-    bare_client,
-    diff,
-    request_for,
-    same_answer,
-)
+from sandbox.sending import NoAnswer, Prepared, SendError, diff, request_for
+
+if TYPE_CHECKING:
+    from sandbox.exact_http import Wire
+
+# requests in flight by default: measured against a bare endpoint on 127.0.0.1 (see
+# docs/performance.md); a slower endpoint gains more from more
+DEFAULT_CONCURRENCY = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +137,7 @@ def prepare(item: Item, plan: Plan) -> Prepared:
     )
 
 
-async def send_one(client: httpx.AsyncClient, item: Item, plan: Plan) -> Outcome:
+async def send_one(wire: Wire, item: Item, plan: Plan) -> Outcome:
     try:
         req = prepare(item, plan)
     except SendError as exc:
@@ -142,16 +145,15 @@ async def send_one(client: httpx.AsyncClient, item: Item, plan: Plan) -> Outcome
     outcome = Outcome(item, req.url)
     started = time.perf_counter()
     try:
-        response = await client.request(req.method, req.url, headers=req.headers, content=req.body)
-    except httpx.HTTPError as exc:
-        outcome.error = f"{type(exc).__name__}: {exc}"
+        answer = await wire.send(req)
+    except (SendError, NoAnswer) as exc:
+        outcome.error = str(exc)
         return outcome
     outcome.elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
-    outcome.status, outcome.body = response.status_code, response.content
+    outcome.status, outcome.body = answer.status, answer.body
     original_status = (item.recording.get("response") or {}).get("status")
-    before = original_body(item.recording)
-    outcome.same = same_answer(original_status, before, outcome.status, outcome.body)
-    outcome.diff = diff(original_status, before, outcome.status, outcome.body)
+    outcome.diff = diff(original_status, original_body(item.recording), answer.status, answer.body)
+    outcome.same = not outcome.diff  # diff() is '' exactly when the answers are the same
     return outcome
 
 
@@ -159,30 +161,78 @@ async def run(
     items: list[Item],
     plan: Plan,
     *,
-    concurrency: int = 4,
+    concurrency: int = DEFAULT_CONCURRENCY,
     rate: float | None = None,
     timeout: float = 10.0,
     on_outcome: Callable[[Outcome], Any] | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
 ) -> list[Outcome]:
     """Send every item (at most `concurrency` at once, `rate` per second); `on_outcome`
-    is awaited for each as it completes (store it, print it, advance the bar)."""
+    is called (awaited if it returns a coroutine) for each as it completes."""
+    from sandbox import exact_http  # aiohttp: imported by the commands that send, only
+
     limiter = AsyncLimiter(rate, 1) if rate else None
-    gate = asyncio.Semaphore(max(1, concurrency))
+    queue = iter(items)  # shared by the workers: each takes the next item when free
     outcomes: list[Outcome] = []
+    concurrency = max(1, concurrency)
 
-    async with bare_client(timeout=timeout, transport=transport) as client:
+    async with exact_http.wire(plan.target, concurrency, timeout) as wire:
 
-        async def one(item: Item) -> None:
-            async with gate:
+        async def worker() -> None:
+            for item in queue:
                 if limiter is not None:
                     await limiter.acquire()
-                outcome = await send_one(client, item, plan)
-            outcomes.append(outcome)
-            if on_outcome is not None:
-                result = on_outcome(outcome)
-                if asyncio.iscoroutine(result):
-                    await result
+                outcome = await send_one(wire, item, plan)
+                outcomes.append(outcome)
+                if on_outcome is not None:
+                    result = on_outcome(outcome)
+                    if asyncio.iscoroutine(result):
+                        await result
 
-        await asyncio.gather(*(one(item) for item in items))
+        async with asyncio.TaskGroup() as workers:
+            for _ in range(min(concurrency, len(items))):
+                workers.create_task(worker())
     return outcomes
+
+
+# --- storing -----------------------------------------------------------------------------
+
+
+class ResultLog:
+    """A run's answers stored as they come, in group commits: one commit at a time (on a
+    thread: its fsync does not hold the loop), and the answers that arrive while it runs
+    go in the next. Per-answer commits cost more than the sending they would wait on."""
+
+    def __init__(self, store: Store, run_id: int) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.pending: list[dict[str, Any]] = []
+        self.committing: list[dict[str, Any]] = []  # until its commit is known to be done
+        self._writing: asyncio.Task[None] | None = None
+
+    def add(self, outcome: Outcome) -> None:
+        if self._writing is not None and self._writing.done():
+            self._writing.result()  # a failed commit stops the run here, not at its end
+            self._writing = None
+        self.pending.append(outcome.as_row(self.run_id))
+        if self._writing is None:
+            self._writing = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while self.pending:
+            self.committing, self.pending = self.pending, []
+            await asyncio.to_thread(self.store.run, sandbox_sql.save_results, self.committing)
+            self.committing = []
+
+    async def close(self, state: str = "done") -> None:
+        """Wait for the commit under way, then store the rest with the run's state."""
+        if self._writing is not None:
+            await self._writing
+            self._writing = None
+        await asyncio.to_thread(self.finish, state)
+
+    def finish(self, state: str) -> None:
+        """Store what is pending with the run's state, also after the loop is gone: a
+        commit cancelled with it may or may not have run, so its rows are written again
+        (an upsert: the same row either way)."""
+        rows, self.pending, self.committing = self.committing + self.pending, [], []
+        self.store.run(sandbox_sql.save_results_and_state, rows, self.run_id, state)

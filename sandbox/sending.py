@@ -38,6 +38,10 @@ class SendError(Exception):
     """A request cannot be built (unknown platform, no way to re-sign, ...)."""
 
 
+class NoAnswer(Exception):
+    """A request was sent, or tried to be, and no complete answer came back."""
+
+
 @dataclass(frozen=True, slots=True)
 class Prepared:
     method: str

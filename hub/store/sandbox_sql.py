@@ -156,14 +156,25 @@ RESULT_FIELDS = (
 )
 
 
-def save_result(conn: sqlite3.Connection, result: dict[str, Any]) -> None:
-    conn.execute(
-        f"INSERT INTO replay_results ({', '.join(RESULT_FIELDS)}) "
-        f"VALUES ({','.join('?' * len(RESULT_FIELDS))}) "
-        "ON CONFLICT (run_id, item) DO UPDATE SET "
-        + ", ".join(f"{f} = excluded.{f}" for f in RESULT_FIELDS[2:]),
-        [result.get(f) for f in RESULT_FIELDS],
-    )
+SAVE_RESULT = (
+    f"INSERT INTO replay_results ({', '.join(RESULT_FIELDS)}) "
+    f"VALUES ({','.join('?' * len(RESULT_FIELDS))}) "
+    "ON CONFLICT (run_id, item) DO UPDATE SET "
+    + ", ".join(f"{f} = excluded.{f}" for f in RESULT_FIELDS[2:])
+)
+
+
+def save_results(conn: sqlite3.Connection, results: list[dict[str, Any]]) -> None:
+    """Answers of a run (a resumed run's answer replaces the failure stored before)."""
+    conn.executemany(SAVE_RESULT, ([result.get(f) for f in RESULT_FIELDS] for result in results))
+
+
+def save_results_and_state(
+    conn: sqlite3.Connection, results: list[dict[str, Any]], run_id: int, state: str
+) -> None:
+    """The last answers of a run and its state, committed together."""
+    save_results(conn, results)
+    set_run_state(conn, run_id, state)
 
 
 def run_results(conn: sqlite3.Connection, run_id: int) -> list[dict[str, Any]]:
