@@ -209,7 +209,7 @@ class ResultLog:
         self.run_id = run_id
         self.pending: list[dict[str, Any]] = []
         self.committing: list[dict[str, Any]] = []  # until its commit is known to be done
-        self._writer = sandbox_sql.ResultWriter(store.path)
+        self._writer: sandbox_sql.ResultWriter | None = sandbox_sql.ResultWriter(store.path)
         self._writing: asyncio.Task[None] | None = None
 
     def add(self, outcome: Outcome) -> None:
@@ -224,8 +224,12 @@ class ResultLog:
         while self.pending:
             await asyncio.sleep(self.COMMIT_EVERY)
             self.committing, self.pending = self.pending, []
-            await asyncio.to_thread(self._writer.save, self.committing)
+            await asyncio.to_thread(self._save, self.committing)
             self.committing = []
+
+    def _save(self, rows: list[dict[str, Any]]) -> None:
+        if self._writer is not None:
+            self._writer.save(rows)
 
     async def close(self, state: str = "done") -> None:
         """Wait for the commit under way, then store the rest with the run's state."""
@@ -238,8 +242,11 @@ class ResultLog:
         """Store what is left with the run's state, also after the loop is gone: a
         commit cancelled with it may or may not have run, so its rows are written again
         (an upsert: the same row either way)."""
+        if self._writer is None:  # finished already (Ctrl-C as the run was closing)
+            return
         rows, self.pending, self.committing = self.committing + self.pending, [], []
+        writer, self._writer = self._writer, None
         try:
-            self._writer.save(rows, (self.run_id, state))
+            writer.save(rows, (self.run_id, state))
         finally:
-            self._writer.close()
+            writer.close()

@@ -6,8 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import socketserver
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,7 @@ from hub.store import Store, sandbox_sql
 from sandbox import recordings
 from tests.conftest import serve_app
 
+ROOT = Path(__file__).resolve().parent.parent
 OK = b'{"ok":true}'
 ANSWER = (
     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nSet-Cookie: session=abc\r\n"
@@ -62,9 +67,12 @@ def replay(*args: str) -> tuple[int, dict[str, Any]]:
 
 
 @contextlib.contextmanager
-def raw_endpoint(answer: bytes | None) -> Iterator[tuple[str, list[bytes]]]:
+def raw_endpoint(
+    answer: bytes | None, answer_first: int | None = None
+) -> Iterator[tuple[str, list[bytes]]]:
     """A socket on 127.0.0.1 that keeps every request's bytes (head and body) as they
-    arrived and sends `answer` to each; with None it reads and never answers."""
+    arrived and sends `answer` to each (to the first `answer_first` only); with None
+    it reads and never answers."""
     seen: list[bytes] = []
 
     class Handler(socketserver.BaseRequestHandler):
@@ -89,7 +97,7 @@ def raw_endpoint(answer: bytes | None) -> Iterator[tuple[str, list[bytes]]]:
                     buffer += self.request.recv(65536)
                 seen.append(head + b"\r\n\r\n" + buffer[:length])
                 buffer = buffer[length:]
-                if answer is None:
+                if answer is None or (answer_first is not None and len(seen) > answer_first):
                     while self.request.recv(65536):  # until the client gives up
                         pass
                     return
@@ -214,3 +222,25 @@ def test_an_endpoint_that_never_answers_is_a_timeout_per_request(tmp_path):
     )
     stored = Store(db).run(sandbox_sql.run_results, summary["run_id"])
     assert [r["status"] for r in stored] == [None, None] and all(r["error"] for r in stored)
+
+
+def test_ctrl_c_stops_a_running_replay_and_keeps_what_was_answered(tmp_path):
+    folder = write_recordings(tmp_path / "rec", [recording(n) for n in range(1, 7)])
+    db = tmp_path / "x.db"
+    cmd = [sys.executable, "-m", "hub.cli", "replay", "-f", str(folder), "--to"]
+    with raw_endpoint(ANSWER, answer_first=3) as (base, seen):
+        cmd += [base, "--concurrency", "1", "--db", str(db), "--json"]
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while len(seen) < 4 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)  # until the fourth request waits for its answer
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert b"resume with: orderhook replay --resume" in err
+    summary = json.loads(out)
+    assert summary["interrupted"] is True and summary["sent"] == 3 and summary["same"] == 3
+    store = Store(db)
+    assert store.run(sandbox_sql.get_run, summary["run_id"])["state"] == "interrupted"
+    answered = store.run(sandbox_sql.answered_items, summary["run_id"])
+    assert sorted(Path(item).name for item in answered) == [f"{n:06d}.json" for n in (1, 2, 3)]
