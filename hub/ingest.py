@@ -108,7 +108,7 @@ class Ingest:
         if self.shed_after and self.store.ingest_waited() > self.shed_after:
             result = self._refuse(path, "overloaded")
         else:
-            if self.shedding.active:
+            if self.shedding.over():
                 self._caught_up()
             try:
                 result = await self.store.receive(received, self.hub.settings)
@@ -178,29 +178,45 @@ class Ingest:
 
 @dataclass
 class Shedding:
-    """Overload as the board shows it: pushes answered 503 unrecorded (`hub.shed_after_ms`)."""
+    """Overload as the board and the log tell it: pushes answered 503 unrecorded
+    (`hub.shed_after_ms`). An episode ends once pushes have been taken for `quiet`
+    seconds without one shed: under a sustained overload the hub sheds in bursts a few
+    tenths of a second apart, which is one episode to a person, not one per burst."""
 
     active: bool = False
     since: str | None = None  # when the current (or last) episode began
     ended: str | None = None
     count: int = 0  # answered 503 in the current (or last) episode
     total: int = 0  # since the hub started
+    quiet: float = 10.0
     _started: float = 0.0
+    _last: float = 0.0
 
     def add(self) -> None:
+        self._last = time.monotonic()
         if not self.active:
             self.active, self.since, self.ended, self.count = True, iso_utc(utcnow()), None, 0
-            self._started = time.monotonic()
+            self._started = self._last
         self.count += 1
         self.total += 1
 
+    def over(self) -> bool:
+        """The episode in progress has had its quiet time (a push is being taken)."""
+        return self.active and time.monotonic() - self._last >= self.quiet
+
     def end(self) -> tuple[int, float]:
-        """(pushes shed, seconds) of the episode that ends."""
+        """(pushes shed, seconds from the first to the last) of the episode that ends."""
         self.active, self.ended = False, iso_utc(utcnow())
-        return self.count, time.monotonic() - self._started
+        return self.count, self._last - self._started
 
     def view(self) -> dict[str, object]:
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        return {
+            "active": self.active,
+            "since": self.since,
+            "ended": self.ended,
+            "count": self.count,
+            "total": self.total,
+        }
 
 
 def route(path: str) -> tuple[str, str, str]:

@@ -68,6 +68,7 @@ def running_client(hub: Hub) -> Iterator[httpx.AsyncClient]:
 @pytest.fixture
 async def shedding(settings: Settings) -> AsyncIterator[tuple[Hub, httpx.AsyncClient]]:
     hub = Hub(with_shed_after(settings, 100))
+    hub.shedding.quiet = 0.0  # an episode ends with the first push taken after it
     async with hub.running():
         with running_client(hub) as client:
             async with client:
@@ -112,6 +113,25 @@ async def test_a_push_arriving_while_acks_lag_is_answered_503_at_once_and_not_re
     )
 
 
+async def test_bursts_of_shedding_close_together_are_one_episode(
+    shedding: tuple[Hub, httpx.AsyncClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    hub, client = shedding
+    hub.shedding.quiet = 3600.0  # pushes taken in between do not end it
+    caplog.set_level(logging.WARNING, "orderhook.ingest")
+    for n in range(2):
+        with write_lock_held(hub.settings):
+            waiting = asyncio.create_task(push(client, f"held-{n}"))
+            await waiting_longer_than(hub, 0.1)
+            assert (await push(client, f"shed-{n}")).status_code == 503
+        assert (await waiting).status_code == 200
+        assert (await push(client, f"taken-{n}")).status_code == 200
+    assert caplog.text.count("answering 503 until it catches up") == 1
+    assert "caught up" not in caplog.text
+    assert hub.shedding.view()["active"] is True
+    assert hub.shedding.view()["count"] == 2
+
+
 async def test_jd_daojia_is_told_to_push_again(shedding: tuple[Hub, httpx.AsyncClient]) -> None:
     hub, client = shedding
     out = jddj.simulate(hub.settings.shops["dj"], Kind.PAID, "9001")
@@ -150,6 +170,7 @@ def test_the_board_says_the_hub_is_overloaded(
     from playwright.sync_api import expect, sync_playwright
 
     hub = Hub(with_shed_after(settings, 100))
+    hub.shedding.quiet = 0.0
     token = Store(settings.db).run(issue_token, "wall", "viewer")
     with (
         serve_app(create_app(hub)) as url,
