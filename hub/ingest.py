@@ -16,7 +16,10 @@ were a third of it. The writer is on the other core and waits on the disk anyway
 
 A sender's mistake is a 4xx with a machine-readable reason and is recorded like any
 other request; our own bug is recorded as `internal_error` (500); a failing disk is a
-503 so the platform retries. Nothing here builds SQL or names a platform.
+503 so the platform retries. Above what the writer can commit, pushes are shed: while
+the oldest one waiting for its commit has waited more than `hub.shed_after_ms`, a new
+one is answered 503 at once and not recorded (the platform still holds it and sends it
+again; docs/configuration.md, "Overload"). Nothing here builds SQL or names a platform.
 """
 
 from __future__ import annotations
@@ -106,7 +109,7 @@ class Ingest:
             truncated,
         )
         if self.shed_after and self.store.ingest_waited() > self.shed_after:
-            result = self._refuse(path, "overloaded")
+            result = self._shed(path)
         else:
             if self.shedding.over():
                 self._caught_up()
@@ -138,16 +141,18 @@ class Ingest:
             platform if connector else "_unknown",
             shop_name if shop is not None and shop.platform == platform else "_unknown",
         )
-        if reason == "overloaded":
-            if not self.shedding.active:
-                log.warning(
-                    "ingest overloaded: the oldest push has waited %.1f s for its commit "
-                    "(hub.shed_after_ms = %d); answering 503 until it catches up",
-                    self.store.ingest_waited(),
-                    self.shed_after * 1000,
-                )
-            self.shedding.add()
         return result
+
+    def _shed(self, path: str) -> IngestResult:
+        if not self.shedding.active:
+            log.warning(
+                "ingest overloaded: the oldest push has waited %.1f s for its commit "
+                "(hub.shed_after_ms = %d); answering 503 until it catches up",
+                self.store.ingest_waited(),
+                self.shed_after * 1000,
+            )
+        self.shedding.add()
+        return self._refuse(path, "overloaded")
 
     def _caught_up(self) -> None:
         shed, seconds = self.shedding.end()
