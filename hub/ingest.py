@@ -96,23 +96,23 @@ class Ingest:
             if name == b"content-length":
                 declared = value
         body, truncated = await _read_body(receive, declared, self.cap)
-        client = scope.get("client")
         path: str = scope["path"]
-        received: Received = (
-            received_us,
-            scope["method"],
-            path,
-            scope["query_string"],
-            raw_headers,
-            body,
-            f"{client[0]}:{client[1]}" if client else None,
-            truncated,
-        )
         if self.shed_after and self.store.ingest_waited() > self.shed_after:
             result = self._shed(path)
         else:
             if self.shedding.over():
                 self._caught_up()
+            client = scope.get("client")
+            received: Received = (
+                received_us,
+                scope["method"],
+                path,
+                scope["query_string"],
+                raw_headers,
+                body,
+                f"{client[0]}:{client[1]}" if client else None,
+                truncated,
+            )
             try:
                 result = await self.store.receive(received, self.hub.settings)
             except Exception:
