@@ -59,20 +59,17 @@ def with_shed_after(settings: Settings, ms: int) -> Settings:
     return dataclasses.replace(settings, shed_after_ms=ms, shops={**settings.shops, "dj": dj})
 
 
-@contextmanager
-def running_client(hub: Hub) -> Iterator[httpx.AsyncClient]:
+def client_of(hub: Hub) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=create_app(hub, lifespan=False), client=("10.0.0.9", 1))
-    yield httpx.AsyncClient(transport=transport, base_url="http://hub")
+    return httpx.AsyncClient(transport=transport, base_url="http://hub")
 
 
 @pytest.fixture
 async def shedding(settings: Settings) -> AsyncIterator[tuple[Hub, httpx.AsyncClient]]:
     hub = Hub(with_shed_after(settings, 100))
     hub.shedding.quiet = 0.0  # an episode ends with the first push taken after it
-    async with hub.running():
-        with running_client(hub) as client:
-            async with client:
-                yield hub, client
+    async with hub.running(), client_of(hub) as client:
+        yield hub, client
 
 
 async def push(client: httpx.AsyncClient, order_id: str) -> httpx.Response:
@@ -150,17 +147,15 @@ async def test_jd_daojia_is_told_to_push_again(shedding: tuple[Hub, httpx.AsyncC
 
 async def test_with_shedding_off_a_push_waits_for_the_commit(settings: Settings) -> None:
     hub = Hub(with_shed_after(settings, 0))
-    async with hub.running():
-        with running_client(hub) as client:
-            async with client:
-                with write_lock_held(hub.settings):
-                    waiting = asyncio.create_task(push(client, "held-3"))
-                    await waiting_longer_than(hub, 0.2)
-                    second = asyncio.create_task(push(client, "second-3"))
-                    await asyncio.sleep(0.2)
-                    assert not second.done()  # it waits with the first, not answered 503
-                assert (await waiting).status_code == 200
-                assert (await second).status_code == 200
+    async with hub.running(), client_of(hub) as client:
+        with write_lock_held(hub.settings):
+            waiting = asyncio.create_task(push(client, "held-3"))
+            await waiting_longer_than(hub, 0.2)
+            second = asyncio.create_task(push(client, "second-3"))
+            await asyncio.sleep(0.2)
+            assert not second.done()  # it waits with the first, not answered 503
+        assert (await waiting).status_code == 200
+        assert (await second).status_code == 200
 
 
 @pytest.mark.slow
