@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from hub.delivery import signals
 from hub.store import delivery_sql, ingest_sql, queries
@@ -24,6 +24,12 @@ log = logging.getLogger("orderhook.delivery")
 
 STAGE = "delivery.subscriptions"
 BATCH = 500
+# While nobody subscribes, the stage only steps its cursor over what was committed. On
+# every commit that was a write transaction and an fsync per ingest batch during a burst,
+# each taking its turn before the ingest writer's next commit: ~8% of a burst's pushes
+# per second (paired rounds, docs/performance.md). Once a second loses nothing: a
+# subscription added meanwhile gets every event after its `from_event_id`, this much later.
+UNSUBSCRIBED_EVERY = 1.0
 
 
 def matches(sub: dict[str, Any], event: dict[str, Any]) -> bool:
@@ -59,8 +65,14 @@ def order_key(event: dict[str, Any]) -> str:
     return f"{event['platform']}:{event['shop']}:{event['order_id']}"
 
 
-def fan_out(conn: sqlite3.Connection, limit: int = BATCH) -> tuple[int, int]:
-    """Queue deliveries for up to `limit` events past the cursor: (events read, queued)."""
+class Fanned(NamedTuple):
+    read: int  # events read past the cursor
+    queued: int  # outbox rows queued for them
+    subscribed: bool  # any active subscription
+
+
+def fan_out(conn: sqlite3.Connection, limit: int = BATCH) -> Fanned:
+    """Queue deliveries for up to `limit` events past the cursor."""
     after = queries.cursor(conn, STAGE)
     subscriptions = delivery_sql.active_subscriptions(conn)
     if not subscriptions:
@@ -70,10 +82,10 @@ def fan_out(conn: sqlite3.Connection, limit: int = BATCH) -> tuple[int, int]:
         last = ingest_sql.max_event_id(conn)
         if last > after:
             queries.set_cursor(conn, STAGE, last)
-        return 0, 0
+        return Fanned(0, 0, subscribed=False)
     events = delivery_sql.events_for_fanout(conn, after, limit)
     if not events:
-        return 0, 0
+        return Fanned(0, 0, subscribed=True)
     queued = 0
     for event in events:
         for sub in subscriptions:
@@ -88,7 +100,7 @@ def fan_out(conn: sqlite3.Connection, limit: int = BATCH) -> tuple[int, int]:
                 )
                 queued += 1
     queries.set_cursor(conn, STAGE, events[-1]["id"])
-    return len(events), queued
+    return Fanned(len(events), queued, subscribed=True)
 
 
 async def run(hub: Hub) -> None:
@@ -96,14 +108,18 @@ async def run(hub: Hub) -> None:
     wake = asyncio.Event()
     hub.store.commit_listeners.append(lambda _max_id: wake.set())
     while True:
+        subscribed = True
         try:
             while True:
-                read, queued = await hub.store.write(fan_out)
-                if queued:
+                done = await hub.store.write(fan_out)
+                subscribed = done.subscribed
+                if done.queued:
                     signals.outbox_changed(hub).set()
-                if read < BATCH:
+                if done.read < BATCH:
                     break
         except Exception:
             log.exception("queueing subscription deliveries failed; retrying")
         wake.clear()
+        if not subscribed:  # the commits meanwhile set `wake`: one step over them all
+            await asyncio.sleep(UNSUBSCRIBED_EVERY)
         await signals.wait(wake, 1.0)

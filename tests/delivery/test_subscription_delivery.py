@@ -241,12 +241,15 @@ async def test_a_reloaded_delivery_section_applies_to_the_next_send(make_setting
 
 async def test_a_subscription_gets_the_events_committed_after_it_was_added(make_settings, notify):
     """Before any subscription exists, committed events are stepped over, not queued
-    for later: a subscriber added afterwards starts with what comes next."""
+    for later: a subscriber added afterwards starts with what comes next. That holds
+    for an event the fan-out has not stepped over yet (it does so once a second while
+    nobody subscribes): the subscription starts after the last event at its creation."""
     receiver = Receiver()
     with serve_app(receiver) as url:
         async with running(make_settings()) as (hub, client, _):
             await push(client, "B1", "paid")
             await wait_until(lambda: _stepped_over(hub), "fan-out stepped over B1")
+            await push(client, "B1b", "paid")  # within the second: not stepped over yet
             await subscribe(client, url, name="late")
             await push(client, "B2", "paid")
             await wait_until(lambda: _done(hub, 1), "one delivery done")
