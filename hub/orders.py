@@ -15,7 +15,6 @@ event carries (assigned, picking, packed) are set by the stages that decide them
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,7 +102,7 @@ class _Batch:
 
     def apply(self, ev: dict[str, Any]) -> Change:
         key: OrderKey = (ev["platform"], ev["shop"], ev["order_id"])
-        new_facts = order_facts.extract(ev["platform"], json.loads(ev["payload"] or "null"))
+        new_facts = order_facts.from_payload(ev["platform"], ev["payload"])
         status = ev["kind"] if ev["kind"] in EVENT_STATUS else None
         row = self.orders.get(key)
         before = row["status"] if row else None

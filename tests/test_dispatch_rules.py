@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub import settings as settings_mod
+from hub.dispatch import facts as order_facts
 from hub.dispatch import rules
 from hub.settings import ConfigError
 from tests.dispatch_support import DISPATCH_TOML
@@ -217,3 +218,27 @@ def test_every_dispatch_setting_and_condition_is_documented():
     assert missing == []
     for command in ("orderhook rules explain", "orderhook rules test"):
         assert command in doc
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        # what the fast parser takes
+        (
+            '{"data":{"province":" 广东 ","items":[{"sku":7},{"sku":"7"},{"sku":" "}]}}',
+            {"province": "广东", "skus": ["7"], "categories": []},
+        ),
+        ('{"province":"a","province":"b","flags":"vip"}', {"province": "b", "flags": ["vip"]}),
+        # what it refuses: the standard library's values, as before
+        (
+            '{"province":123456789012345678901234567890}',
+            {"province": "123456789012345678901234567890"},
+        ),
+        ('{"province":NaN,"city":"x"}', {"city": "x"}),
+        ('{"city":"\\ud800"}', {"city": "\ud800"}),
+        (None, {}),
+        ("[1, 2]", {}),
+    ],
+)
+def test_order_facts_from_a_stored_payload(payload, expected):
+    assert order_facts.from_payload("standard", payload) == expected

@@ -15,8 +15,11 @@ does not mention keeps its earlier value), so an address change moves the provin
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
+
+import msgspec
 
 import connectors
 
@@ -24,6 +27,25 @@ log = logging.getLogger("orderhook.dispatch")
 
 TEXT_KEYS = ("province", "city", "warehouse")
 LIST_KEYS = ("skus", "categories", "buyer_tags", "flags")
+
+
+# The stage reads every event's payload again (the writer parsed it, but sends only its
+# text): with the standard library that parse was a fifth of the stage's CPU per event.
+# msgspec gives the same values for the JSON it accepts (floats as floats, the last of
+# repeated keys); what it refuses (NaN, lone surrogates, integers past 64 bits) the
+# standard library parses as before.
+_FAST = msgspec.json.Decoder()
+
+
+def from_payload(platform: str, text: str | None) -> dict[str, Any]:
+    """`extract` from an event's stored payload (JSON text; None is JSON's null)."""
+    if text is None:
+        return extract(platform, None)
+    try:
+        payload = _FAST.decode(text)
+    except (msgspec.DecodeError, UnicodeEncodeError):
+        payload = json.loads(text)
+    return extract(platform, payload)
 
 
 def extract(platform: str, payload: Any) -> dict[str, Any]:
@@ -60,18 +82,27 @@ def normalise(raw: dict[str, Any]) -> dict[str, Any]:
     """Text stripped, lists of distinct non-empty texts; unknown keys dropped."""
     out: dict[str, Any] = {}
     for key in TEXT_KEYS:
-        value = raw.get(key)
-        if isinstance(value, str | int) and str(value).strip():
-            out[key] = str(value).strip()
+        text = _text(raw.get(key))
+        if text:
+            out[key] = text
     for key in LIST_KEYS:
         value = raw.get(key)
         if value is None:
             continue
         values = [value] if isinstance(value, str | int) else value
         if isinstance(values, list):
-            texts = [str(v).strip() for v in values if isinstance(v, str | int) and str(v).strip()]
-            out[key] = list(dict.fromkeys(texts))
+            texts = (_text(v) for v in values)
+            out[key] = list(dict.fromkeys(t for t in texts if t))
     return out
+
+
+def _text(value: Any) -> str | None:
+    """A text or a number (bool included, as it always was) stripped; None for others."""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, int):
+        return str(value).strip()
+    return None
 
 
 def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
