@@ -297,9 +297,11 @@ def admit(settings: Settings, received: Received) -> IngestJob:
         job = refused(record, rejection, reply)
     else:
         job = judge(connector, msg, record)
+    # a shop of another platform is as unknown here as it is in the refusal (and in the
+    # labels of a 503 the event loop answers without asking the writer: `Ingest._refuse`)
     job.labels = (
         platform if connector else "_unknown",
-        shop_name if shop is not None else "_unknown",
+        shop_name if shop is not None and shop.platform == platform else "_unknown",
     )
     return job
 

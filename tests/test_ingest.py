@@ -241,6 +241,7 @@ async def test_metrics_count_requests_by_outcome(
     body = order_body()
     await client.post(URL, content=body, headers=signed(body))
     await client.post("/webhooks/standard/ghost", content=body, headers=signed(body))
+    await client.post("/webhooks/jd/acme", content=body)  # acme is a shop, but not on jd
     r = await client.get("/metrics", headers={"authorization": f"Bearer {admin_token}"})
     assert r.status_code == 200
     text = r.text
@@ -249,6 +250,7 @@ async def test_metrics_count_requests_by_outcome(
         in text
     )
     assert 'shop="_unknown"' in text and "unknown_shop" in text
+    assert 'platform="jd",reason="unknown_shop",shop="_unknown"' in text
     assert "orderhook_ack_seconds_bucket" in text
     assert "orderhook_writer_batch_size_bucket" in text
     assert "orderhook_writer_queue_depth" in text
