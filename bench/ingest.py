@@ -43,6 +43,7 @@ class Run:
     load: wrk.LoadResult
     server_cpu: float
     sent_kinds: dict[str, int]
+    cpu_by_process: dict[str, float]
 
     def as_json(self) -> dict[str, Any]:
         load = self.load
@@ -57,6 +58,10 @@ class Run:
             "latency_ms": {k: round(v, 2) for k, v in load.latency_ms.items()},
             "seconds": round(load.seconds, 3),
             "server_cpu_us_per_request": round(1e6 * self.server_cpu / max(1, load.responses), 1),
+            "server_cpu_us_per_request_by_process": {
+                name: round(1e6 * seconds / max(1, load.responses), 1)
+                for name, seconds in self.cpu_by_process.items()
+            },
             "generator_cpu_share": round(load.generator_cpu / load.seconds, 3),
             "pushes_ran_out": load.wrapped,
         }
@@ -90,9 +95,14 @@ def run(work: Path, opts: Options, echo: Callable[[str], None]) -> dict[str, Any
             for name, scenario in turn:
                 batch = pushes.make(size, f"r{r}{name[0]}{scenario[0]}", SCENARIOS[scenario])
                 server = servers[name]
-                cpu = server.cpu_seconds()
+                before = server.cpu_by_process()
                 load = _load(server, batch, work, opts)
-                run = Run(r, name, scenario, load, server.cpu_seconds() - cpu, pushes.kinds(batch))
+                cpu = {
+                    process: seconds - before.get(process, 0.0)
+                    for process, seconds in server.cpu_by_process().items()
+                }
+                kinds = pushes.kinds(batch)
+                run = Run(r, name, scenario, load, sum(cpu.values()), kinds, cpu)
                 runs.append(run)
                 echo(
                     f"  round {r + 1}/{opts.rounds} {name:4} {scenario:5} "
@@ -134,6 +144,18 @@ def summarise(runs: list[Run]) -> dict[str, Any]:
                 statistics.median(1e6 * r.server_cpu / max(1, r.load.responses) for r in hub_runs),
                 1,
             ),
+            # where that CPU was spent: the event loop's process, the ingest writer, the
+            # stage runner (medians of the runs, so they need not add up exactly)
+            "hub_cpu_us_per_request_by_process": {
+                process: round(
+                    statistics.median(
+                        1e6 * r.cpu_by_process.get(process, 0.0) / max(1, r.load.responses)
+                        for r in hub_runs
+                    ),
+                    1,
+                )
+                for process in sorted({p for r in hub_runs for p in r.cpu_by_process})
+            },
         }
     bare_runs = list(bare.values())
     out["bare"] = {

@@ -36,6 +36,12 @@ def table(r: dict[str, Any]) -> str:
         f" {_fmt(b['cpu_us_per_request']):>9} us"
         f"   (generator used at most {b['generator_cpu_share_max']:.0%} of a core)"
     )
+    for scenario in ("clean", "mixed"):
+        split = s[scenario].get("hub_cpu_us_per_request_by_process") or {}
+        lines.append(
+            f"  hub CPU per push, {scenario}: "
+            + ", ".join(f"{name} {_fmt(us)} us" for name, us in split.items())
+        )
     if b["generator_cpu_share_max"] > 0.9:
         lines.append("  WARNING: the load generator used a whole core: it may be the limit")
     d = ing["durability"]

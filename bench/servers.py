@@ -59,6 +59,18 @@ def _cpu(pid: int) -> float:
     return sum(int(fields[i]) for i in (11, 12, 13, 14)) / TICKS
 
 
+# the hub's workers, by the module their command line imports (hub/store/child.py)
+WORKERS = {"hub.store.ingest_process": "ingest writer", "hub.store.stage_process": "stage runner"}
+
+
+def _worker_name(pid: int) -> str:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return "other"
+    return next((name for module, name in WORKERS.items() if module in cmdline), "other")
+
+
 def _children(pid: int) -> list[int]:
     try:
         found = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
@@ -104,10 +116,15 @@ class Server:
         self.stop()
         raise RuntimeError(f"{self.kind} server did not start within 30 s (log: {self.log})")
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU the server used so far: all its threads and its child
-        processes (the hub's ingest writer), alive or finished."""
-        return sum(_cpu(pid) for pid in [self.pid, *_children(self.pid)])
+    def cpu_by_process(self) -> dict[str, float]:
+        """User + system CPU the server used so far, per process: the server's own (the
+        event loop, with the hub's writer thread) and each worker by what it runs (a
+        worker that exited counts with the server's own, as its children's times)."""
+        out = {"event loop process": _cpu(self.pid)}
+        for pid in _children(self.pid):
+            name = _worker_name(pid)
+            out[name] = out.get(name, 0.0) + _cpu(pid)
+        return out
 
     def io(self) -> dict[str, int]:
         """/proc/<pid>/io of the server and its worker processes (the hub's ingest writer

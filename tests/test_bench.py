@@ -38,6 +38,16 @@ def test_smoke_run_counts_every_ack_in_the_database(tmp_path: Path) -> None:
     # the mixed run's bad signatures were refused and recorded as such
     mixed = next(r for r in ingest["runs"] if r["scenario"] == "mixed")
     assert mixed["statuses"].get("401", 0) > 0
+    # the hub's CPU per push is told per process, and the parts make the whole
+    for run in ingest["runs"]:
+        parts = run["server_cpu_us_per_request_by_process"]
+        expected = {"event loop process"}
+        if run["server"] == "hub":
+            expected |= {"ingest writer", "stage runner"}
+        assert set(parts) == expected, parts
+        if run["server"] == "hub":  # it verified and recorded every push there
+            assert parts["ingest writer"] > 0
+    assert "hub CPU per push, clean: event loop process" in output
     assert durability["statuses_recorded"]["401"] >= mixed["statuses"]["401"]
     # every push the open-loop generator saw acked reached the orders table and was
     # assigned to an operator
