@@ -26,7 +26,7 @@ STAGE = "delivery.subscriptions"
 BATCH = 500
 # While nobody subscribes, the stage only steps its cursor over what was committed. On
 # every commit that was a write transaction and an fsync per ingest batch during a burst,
-# each taking its turn before the ingest writer's next commit: ~8% of a burst's pushes
+# each taking its turn before the ingest writer's next commit: ~5% of a burst's pushes
 # per second (paired rounds, docs/performance.md). Once a second loses nothing: a
 # subscription added meanwhile gets every event after its `from_event_id`, this much later.
 UNSUBSCRIBED_EVERY = 1.0

@@ -31,9 +31,9 @@ LIST_KEYS = ("skus", "categories", "buyer_tags", "flags")
 
 # The stage reads every event's payload again (the writer parsed it, but sends only its
 # text): with the standard library that parse was a fifth of the stage's CPU per event.
-# msgspec gives the same values for the JSON it accepts (floats as floats, the last of
-# repeated keys); what it refuses (NaN, lone surrogates, integers past 64 bits) the
-# standard library parses as before.
+# msgspec gives the same values for the JSON it accepts (floats as floats, big integers,
+# the last of repeated keys); what it refuses (NaN, lone surrogates, 1e400, deep nesting)
+# goes to the standard library, which parses it, or fails on it, as before.
 _FAST = msgspec.json.Decoder()
 
 
@@ -43,7 +43,7 @@ def from_payload(platform: str, text: str | None) -> dict[str, Any]:
         return extract(platform, None)
     try:
         payload = _FAST.decode(text)
-    except (msgspec.DecodeError, UnicodeEncodeError):
+    except Exception:  # see above: the standard library decides
         payload = json.loads(text)
     return extract(platform, payload)
 
