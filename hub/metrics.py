@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -187,6 +188,10 @@ class Metrics:
             registry=self.registry,
         )
 
+    def watch_workers(self, workers_cpu: Callable[[], dict[str, float]]) -> None:
+        """Report CPU per process, the hub's and its workers' (`Store.workers_cpu`)."""
+        self.registry.register(CpuCollector(workers_cpu))
+
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
         self.batch_seconds.observe(seconds)
@@ -215,6 +220,30 @@ class ApiCollector:
                 calls.add_metric([runtime.platform, outcome], count)
         yield state
         yield calls
+
+    def describe(self) -> list[Metric]:
+        return []
+
+
+class CpuCollector:
+    """CPU seconds per process, read at scrape time: in a burst, the rate of each against
+    the cores tells which one limits the acks (docs/performance.md)."""
+
+    def __init__(self, workers_cpu: Callable[[], dict[str, float]]) -> None:
+        self.workers_cpu = workers_cpu
+
+    def collect(self) -> Iterator[Metric]:
+        cpu = CounterMetricFamily(
+            "orderhook_cpu_seconds",
+            "User + system CPU seconds by process: the hub itself (event loop, writer "
+            "thread), its ingest writer and stage runner (a replaced worker starts from 0)",
+            labels=["process"],
+        )
+        own = os.times()
+        cpu.add_metric(["hub"], own.user + own.system)
+        for name, seconds in self.workers_cpu().items():
+            cpu.add_metric([name], seconds)
+        yield cpu
 
     def describe(self) -> list[Metric]:
         return []

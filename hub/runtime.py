@@ -58,6 +58,7 @@ class Hub:
         self.metrics = Metrics()
         self.shedding = Shedding()  # the ingest route's overload state, for the board
         self.store.batch_listeners.append(self.metrics.observe_batch)
+        self.metrics.watch_workers(self.store.workers_cpu)
         self._tasks: list[asyncio.Task[None]] = []
 
     @contextlib.asynccontextmanager

@@ -256,6 +256,14 @@ async def test_metrics_count_requests_by_outcome(
     assert "orderhook_writer_queue_depth" in text
     assert 'orderhook_worker_up{worker="ingest writer"} 1.0' in text
     assert 'orderhook_worker_restarts{worker="ingest writer"} 0.0' in text
+    # CPU per process, to tell which one a burst is waiting for
+    cpu = {
+        line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("orderhook_cpu_seconds_total{")
+    }
+    assert {"hub", "ingest writer"} <= set(cpu), cpu
+    assert cpu["hub"] > 0 and cpu["ingest writer"] > 0
 
 
 async def test_recording_api_returns_the_documented_format(

@@ -166,6 +166,15 @@ class Store:
             if child is not None
         }
 
+    def workers_cpu(self) -> dict[str, float]:
+        """CPU seconds each current worker process has used, where /proc tells."""
+        found = {
+            child.name: child.cpu_seconds()
+            for child in (self._ingest, self._stages)
+            if child is not None
+        }
+        return {name: seconds for name, seconds in found.items() if seconds is not None}
+
     def ingest_waiting(self) -> int:
         """Requests handed to the ingest writer and not yet committed (their acks wait)."""
         return self._ingest.depth() if self._ingest else 0

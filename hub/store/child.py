@@ -15,11 +15,13 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import os
 import signal
 import socket
 import struct
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("orderhook.store")
@@ -56,6 +58,16 @@ class FrameReader:
             at += 4 + size
         del buf[:at]
         return frames
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a process from /proc/<pid>/stat (after the command's closing
+    parenthesis, which may itself hold spaces), in seconds; None if it cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def frame(data: bytes) -> bytes:
@@ -108,6 +120,13 @@ class Child:
     @property
     def up(self) -> bool:
         return self._up and self.transport is not None
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU the current worker process has used (a replaced one starts
+        again from 0); None where /proc cannot tell (not Linux, or no process)."""
+        if self.process is None:
+            return None
+        return process_cpu_seconds(self.process.pid)
 
     # --- subclass hooks -----------------------------------------------------------
 
