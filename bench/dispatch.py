@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import socket
 import statistics
@@ -33,6 +32,7 @@ from hub import settings as settings_mod
 from hub.dispatch import rules as routing
 from hub.dispatch.config import DispatchConfig
 from hub.model import parse_iso
+from hub.store.child import process_cpu_seconds
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 PROVINCES = ["广东", "浙江", "江苏", "上海", "北京", "四川", "湖北", "山东", "福建", "河南"]
@@ -118,11 +118,8 @@ async def stream(url: str, rate: float, seconds: float) -> tuple[int, int, float
 
 def cpu_seconds(pid: int) -> float:
     """CPU time the hub process used so far (Linux /proc): a load-independent cost."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    seconds = process_cpu_seconds(pid)
+    return float("nan") if seconds is None else seconds
 
 
 def free_port() -> int:

@@ -3,7 +3,6 @@ CPU time and I/O from /proc, stop them cleanly (the hub drains its writer on SIG
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -13,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.pushes import BENCH_SECRET, SHOP
+from hub.store.child import process_cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 # Operators who take every task (capacity far above a run's pushes), so every paid order
@@ -51,12 +50,8 @@ def free_port() -> int:
 
 
 def _cpu(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:  # exited meanwhile
-        return 0.0
-    # utime, stime, and cutime, cstime: children that exited and were waited for
-    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / TICKS
+    # with its children that exited and were waited for; 0 once it exited meanwhile
+    return process_cpu_seconds(pid, waited_children=True) or 0.0
 
 
 # the hub's workers, by the module their command line imports (hub/store/child.py)

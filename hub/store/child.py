@@ -60,12 +60,15 @@ class FrameReader:
         return frames
 
 
-def process_cpu_seconds(pid: int) -> float | None:
-    """utime + stime of a process from /proc/<pid>/stat (after the command's closing
-    parenthesis, which may itself hold spaces), in seconds; None if it cannot be read."""
+def process_cpu_seconds(pid: int, *, waited_children: bool = False) -> float | None:
+    """utime + stime of a process from /proc/<pid>/stat (read after the command's closing
+    parenthesis, which may itself hold spaces), in seconds; with `waited_children` also
+    cutime + cstime (its children that exited and were waited for). None if it cannot be
+    read (not Linux, or the process is gone)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        times = fields[11:15] if waited_children else fields[11:13]
+        return sum(int(t) for t in times) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return None
 
