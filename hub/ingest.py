@@ -135,12 +135,9 @@ class Ingest:
             reply = Reply(shaped.status, shaped.body, shaped.content_type, headers)
             if connector:
                 self._refusals[platform, reason] = reply
-        shop = self.hub.settings.shops.get(shop_name)
         result = IngestResult(0, "shed" if reason == "overloaded" else "error", reason, reply)
-        result.labels = (
-            platform if connector else "_unknown",
-            shop_name if shop is not None and shop.platform == platform else "_unknown",
-        )
+        shop = self.hub.settings.shops.get(shop_name)
+        result.labels = labels(platform, shop_name, connector, shop)
         return result
 
     def _shed(self, path: str) -> IngestResult:
@@ -297,13 +294,20 @@ def admit(settings: Settings, received: Received) -> IngestJob:
         job = refused(record, rejection, reply)
     else:
         job = judge(connector, msg, record)
-    # a shop of another platform is as unknown here as it is in the refusal (and in the
-    # labels of a 503 the event loop answers without asking the writer: `Ingest._refuse`)
-    job.labels = (
+    job.labels = labels(platform, shop_name, connector, shop)
+    return job
+
+
+def labels(
+    platform: str, shop_name: str, connector: Connector | None, shop: Shop | None
+) -> tuple[str, str]:
+    """A push's metrics labels, here and for a 503 the event loop answers without the
+    writer (`Ingest._refuse`): `_unknown` for what the hub does not know, a shop of
+    another platform included, as its refusal (unknown_shop) says."""
+    return (
         platform if connector else "_unknown",
         shop_name if shop is not None and shop.platform == platform else "_unknown",
     )
-    return job
 
 
 _peers: dict[str, tuple[Shop, ...]] = {}
