@@ -290,8 +290,10 @@ async def test_config_reload_with_the_token_resumes_at_once(
         return any(s["blocked"] and s["blocked"]["next_try_at"] for s in states)
 
     async def pulled() -> bool:
+        # The run's row commits before its loop logs the resumption: wait for both.
         runs = await hub.store.read(reconcile_sql.runs, "acme-jd")
-        return any(r["outcome"] == "ok" for r in runs)
+        said = "reconcile resumed for shop acme-jd" in caplog.text
+        return said and any(r["outcome"] == "ok" for r in runs)
 
     async with hub.running():
         await until(blocked)
@@ -305,7 +307,6 @@ async def test_config_reload_with_the_token_resumes_at_once(
     ]
     assert runs[0]["events_new"] == 2
     assert shops[0]["blocked"] is None and shops[0]["watermark"] is not None
-    assert "reconcile resumed for shop acme-jd" in caplog.text
 
 
 def test_backoff_doubles_from_twice_the_interval_up_to_the_ceiling() -> None:
