@@ -8,9 +8,10 @@
 The events are written first (as ingest writes them); then the stage is run batch after
 batch, each batch in its own transaction as in the hub, and only the time inside
 `process` is counted, not the commit: process CPU time, Python and SQLite together
-(SQLite's steps run without the GIL, the rest holds it), and the SQL statements run.
-The machine is shared, so each figure is the cheapest of `--repeat` runs. Prints one
-JSON document.
+(SQLite's steps run without the GIL, the rest holds it), and the SQL statements it
+sends. The tasks it makes stay open, so the first and the last tenth of the run tell
+whether the cost grows with the open tasks. The machine is shared, so each figure is
+the cheapest of `--repeat` runs. Prints one JSON document.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from bench.dispatch import PROVINCES, config_text
 from connectors.base import Reply
@@ -104,24 +106,39 @@ def write_events(conn: sqlite3.Connection, batch: list[OrderEvent]) -> None:
     conn.execute("COMMIT")
 
 
+class Counted:
+    """The connection, counting the statements the stage sends it (SQLite's trace
+    callback would also count each trigger's run, once per row it fires for)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.statements = 0
+
+    def execute(self, *args: Any) -> sqlite3.Cursor:
+        self.statements += 1
+        return self.conn.execute(*args)
+
+    def executemany(self, *args: Any) -> sqlite3.Cursor:
+        self.statements += 1
+        return self.conn.executemany(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+
 def run_stage(conn: sqlite3.Connection, config: DispatchConfig, batch: int) -> dict:
-    statements = 0
-
-    def count(_sql: str) -> None:
-        nonlocal statements
-        statements += 1
-
+    counted = Counted(conn)
     applied = routed = assigned = 0
     cpu = 0.0
     wall = 0.0
+    slices: list[tuple[int, float]] = []  # (events applied, CPU seconds) per batch
     while True:
         conn.execute("BEGIN IMMEDIATE")
-        conn.set_trace_callback(count)
         c0, w0 = time.process_time(), time.perf_counter()
-        result = engine.process(conn, config, batch)
-        cpu += time.process_time() - c0
+        result = engine.process(counted, config, batch)  # type: ignore[arg-type]
+        slices.append((result.applied, time.process_time() - c0))
+        cpu += slices[-1][1]
         wall += time.perf_counter() - w0
-        conn.set_trace_callback(None)
         conn.execute("COMMIT")
         applied += result.applied
         routed += len(result.routed)
@@ -134,8 +151,17 @@ def run_stage(conn: sqlite3.Connection, config: DispatchConfig, batch: int) -> d
         "assigned": assigned,
         "cpu_us_per_event": round(cpu * 1e6 / max(applied, 1), 1),
         "wall_us_per_event": round(wall * 1e6 / max(applied, 1), 1),
-        "statements_per_event": round(statements / max(applied, 1), 2),
+        "statements_per_event": round(counted.statements / max(applied, 1), 2),
+        # the first and the last tenth of the run: the tasks it made stay open (nobody
+        # ships in a bench), so a cost that grows with open tasks shows as a rise here
+        "cpu_us_per_event_first_tenth": _cpu_per_event(slices[: max(1, len(slices) // 10)]),
+        "cpu_us_per_event_last_tenth": _cpu_per_event(slices[-max(1, len(slices) // 10) :]),
     }
+
+
+def _cpu_per_event(slices: list[tuple[int, float]]) -> float:
+    events = sum(n for n, _ in slices)
+    return round(sum(cpu for _, cpu in slices) * 1e6 / max(events, 1), 1)
 
 
 def once(args: argparse.Namespace) -> dict:

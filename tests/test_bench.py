@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from bench import loadgen, profile, pushes, wrk
+from bench import loadgen, profile, pushes, stage, wrk
 from bench.__main__ import main
 from tests.conftest import serve_app
 
@@ -81,6 +82,20 @@ def test_smoke_run_with_wrk(tmp_path: Path) -> None:
     assert results["ingest"]["options"]["generator"] == "wrk"
     assert results["ingest"]["durability"]["ok"], results["ingest"]["durability"]
     assert all(r["responses"] > 0 for r in results["ingest"]["runs"])
+
+
+def test_stage_bench_routes_every_order_and_reports_its_cost_over_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "stage.json"
+    argv = ["bench.stage", "--events", "300", "--batch", "30", "--repeat", "1", "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", argv)
+    stage.main()
+    result = json.loads(out.read_text(encoding="utf-8"))
+    assert result["applied"] == result["routed"] == result["assigned"] == 300
+    # a statement or two per event, as the stage sends them (triggers are not counted)
+    assert 1 <= result["statements_per_event"] < 3
+    assert result["cpu_us_per_event_first_tenth"] > 0 and result["cpu_us_per_event_last_tenth"] > 0
 
 
 def test_help_has_examples() -> None:
