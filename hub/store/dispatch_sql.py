@@ -180,8 +180,20 @@ def queued_tasks(conn: sqlite3.Connection, group: str, limit: int) -> list[dict[
 
 
 def groups_with_queue(conn: sqlite3.Connection) -> list[str]:
+    """The groups whose queue holds a task (hand-out asks this after every commit)."""
+    return _groups_where(conn, "tasks_queue", "state = 'queued' AND queue = 'group'")
+
+
+def _groups_where(conn: sqlite3.Connection, index: str, where: str) -> list[str]:
+    """The distinct groups of the tasks `where` selects, by one seek per group in
+    `index` (the next group after the last): DISTINCT walked every such task, and on a
+    sale night the queues hold tens of thousands. `index` must hold `where`'s tasks in
+    group order after its equalities (SQLite refuses the query otherwise)."""
+    tasks = f"tasks INDEXED BY {index} WHERE {where}"
     rows = conn.execute(
-        "SELECT DISTINCT grp FROM tasks WHERE state = 'queued' AND queue = 'group'"
+        f"WITH RECURSIVE g(grp) AS (SELECT min(grp) FROM {tasks} "
+        f"UNION ALL SELECT (SELECT min(grp) FROM {tasks} AND grp > g.grp) "
+        "FROM g WHERE g.grp IS NOT NULL) SELECT grp FROM g WHERE grp IS NOT NULL"
     ).fetchall()
     return [r[0] for r in rows]
 
@@ -295,11 +307,9 @@ def due_for_escalation(conn: sqlite3.Connection, group: str, cutoff: str) -> lis
 
 
 def open_task_groups(conn: sqlite3.Connection) -> list[str]:
-    rows = conn.execute(
-        "SELECT DISTINCT grp FROM tasks WHERE state IN ('queued', 'assigned') "
-        "AND escalated_at IS NULL"
-    ).fetchall()
-    return [r[0] for r in rows]
+    """The groups with open tasks not escalated yet (the escalation scan's groups)."""
+    where = "escalated_at IS NULL AND state IN ('queued', 'assigned')"
+    return _groups_where(conn, "tasks_unescalated", where)
 
 
 def waiting_by_group(conn: sqlite3.Connection) -> list[tuple[str, str, int, str]]:
@@ -347,12 +357,13 @@ def sync_operators(
 
 
 def operator_loads(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    """Every configured operator with its open-task count (assigned + claimed)."""
+    """Every configured operator with its open-task count (assigned + claimed, kept by
+    triggers on `tasks`: schema.m0011_operator_load)."""
     cur = conn.execute(
         "SELECT o.name, o.groups, o.capacity, o.status, o.last_assigned_seq, "
-        "count(t.id) AS open FROM operators o LEFT JOIN tasks t ON t.assignee = o.name "
-        "AND t.state IN ('assigned', 'claimed') WHERE o.configured = 1 "
-        "GROUP BY o.name ORDER BY o.name"
+        "coalesce(l.open, 0) AS open FROM operators o "
+        "LEFT JOIN operator_load l ON l.operator = o.name WHERE o.configured = 1 "
+        "ORDER BY o.name"
     )
     rows = _rows(cur)
     for row in rows:
