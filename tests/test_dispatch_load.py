@@ -1,18 +1,20 @@
-"""Operators' open-task counts are kept by triggers on `tasks` (schema 0011): whatever
-moves a task, the count hand-out reads must equal a count of the tasks themselves, or
-an operator is given work above capacity, or none while free."""
+"""Open tasks are counted by triggers on `tasks` (schema 0011, `task_counts`): whatever
+moves a task, what hand-out, the board and the gauges read must equal a count of the
+tasks themselves, or an operator is given work above capacity (or none while free),
+and the board shows a backlog that is not there."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlite_utils import Database
 
-from hub.store import dispatch_sql, schema
+from hub.store import board_sql, dispatch_sql, schema
 
 NOW = "2026-11-11T00:00:00.000000Z"
 OPERATORS = ["ana", "bo", "cy"]
@@ -27,44 +29,74 @@ def fresh(path: Path | None = None, *, stop_before: str | None = None) -> sqlite
     return conn
 
 
-def recount(conn: sqlite3.Connection) -> dict[str, int]:
-    rows = conn.execute(
+def recount(conn: sqlite3.Connection) -> dict[str, object]:
+    """Everything the counts answer, counted from the tasks themselves."""
+    held = conn.execute(
         "SELECT assignee, count(*) FROM tasks WHERE state IN ('assigned', 'claimed') "
         "GROUP BY assignee"
     )
-    return {name: n for name, n in rows}
+    waiting = conn.execute(
+        "SELECT grp, queue, count(*), min(waiting_since) FROM tasks "
+        "WHERE state IN ('queued', 'assigned') GROUP BY grp, queue ORDER BY 1, 2"
+    )
+    queued = conn.execute(
+        "SELECT DISTINCT grp FROM tasks WHERE state = 'queued' AND queue = 'group' ORDER BY 1"
+    )
+    return {
+        "loads": dict(held.fetchall()),
+        "waiting": waiting.fetchall(),
+        "groups with a queue": [g for (g,) in queued],
+        "queue of general": conn.execute(
+            "SELECT count(*) FROM tasks WHERE grp = 'general' AND state = 'queued' "
+            "AND queue = 'group'"
+        ).fetchone()[0],
+    }
+
+
+def counted(conn: sqlite3.Connection) -> dict[str, object]:
+    """The same, as dispatch reads it."""
+    return {
+        "loads": loads(conn),
+        "waiting": sorted(dispatch_sql.waiting_by_group(conn)),
+        "groups with a queue": sorted(dispatch_sql.groups_with_queue(conn)),
+        "queue of general": dispatch_sql.queue_length(conn, "general"),
+    }
 
 
 def loads(conn: sqlite3.Connection) -> dict[str, int]:
     return {op["name"]: op["open"] for op in dispatch_sql.operator_loads(conn) if op["open"]}
 
 
-def apply(conn: sqlite3.Connection, move: tuple[str, int, int]) -> None:
+def apply(conn: sqlite3.Connection, move: tuple[str, int, int], step: int = 0) -> None:
     """One of the ways dispatch moves a task (engine, hand-out, the operators' API,
-    escalation), on task `n` (created when it does not exist yet)."""
+    escalation), on task `n` (created in group general or vip when it does not exist)."""
     kind, n, who = move
     task_id, operator = n + 1, OPERATORS[who]
+    now = f"2026-11-11T00:00:{step:02d}.000000Z"  # each move later: the clocks differ
     if conn.execute("SELECT 1 FROM tasks WHERE id = ?", (task_id,)).fetchone() is None:
-        task = dispatch_sql.new_task(
-            task_id, ("standard", "acme", f"o{n}"), "general", 0, None, NOW
-        )
+        group = ("general", "vip")[n % 2]
+        task = dispatch_sql.new_task(task_id, ("standard", "acme", f"o{n}"), group, 0, None, now)
         if kind == "born closed":  # routed and cancelled in one batch: inserted closed
             task.update(state="cancelled", assignee=operator)
         dispatch_sql.insert_tasks(conn, [task])
     if kind == "assign":
-        dispatch_sql.assign_tasks(conn, [(task_id, operator)], NOW)
+        dispatch_sql.assign_tasks(conn, [(task_id, operator)], now)
     elif kind == "claim":
-        dispatch_sql.claim_task(conn, task_id, operator, NOW)
+        dispatch_sql.claim_task(conn, task_id, operator, now)
     elif kind == "release":
-        dispatch_sql.requeue_task(conn, task_id, NOW, released_by=operator)
+        dispatch_sql.requeue_task(conn, task_id, now, released_by=operator)
+    elif kind == "withdraw":  # its holder went away: back to the queue, clock kept
+        dispatch_sql.requeue_task(conn, task_id, now, keep_clock=True)
     elif kind == "escalate":
-        dispatch_sql.requeue_task(conn, task_id, NOW, queue="supervisor", escalated=True)
+        dispatch_sql.requeue_task(conn, task_id, now, queue="supervisor", escalated=True)
     elif kind in ("done", "cancelled"):
-        dispatch_sql.close_task(conn, task_id, kind, "order shipped", NOW)
+        dispatch_sql.close_task(conn, task_id, kind, "order shipped", now)
 
 
 MOVES = st.tuples(
-    st.sampled_from(["assign", "claim", "release", "escalate", "done", "cancelled", "born closed"]),
+    st.sampled_from(
+        ["assign", "claim", "release", "withdraw", "escalate", "done", "cancelled", "born closed"]
+    ),
     st.integers(0, 5),
     st.integers(0, len(OPERATORS) - 1),
 )
@@ -72,28 +104,30 @@ MOVES = st.tuples(
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(MOVES, max_size=30))
-def test_the_load_hand_out_reads_equals_a_recount_after_any_moves(moves) -> None:  # type: ignore[no-untyped-def]
+def test_what_dispatch_reads_equals_a_recount_after_any_moves(moves) -> None:  # type: ignore[no-untyped-def]
     conn = fresh()
-    for move in moves:
-        apply(conn, move)
-        assert loads(conn) == recount(conn), f"after {move}"
+    for step, move in enumerate(moves):
+        apply(conn, move, step)
+        assert counted(conn) == recount(conn), f"after {move}"
 
 
 def test_a_database_from_before_the_counts_gets_them_from_its_tasks(tmp_path: Path) -> None:
     db = tmp_path / "old.db"
-    conn = fresh(db, stop_before="0011_operator_load")
+    conn = fresh(db, stop_before="0011_task_counts")
     moves = [("assign", 0, 0), ("claim", 1, 0), ("assign", 2, 1), ("done", 2, 1), ("assign", 3, 2)]
-    for move in moves:
-        apply(conn, move)
+    for step, move in enumerate(moves):
+        apply(conn, move, step)
+    apply(conn, ("release", 4, 0), 9)  # a task left in the queue
     conn.close()
 
     conn = fresh(db)  # the hub starting on it migrates it
-    assert loads(conn) == {"ana": 2, "cy": 1} == recount(conn)
-    apply(conn, ("claim", 3, 1))  # and keeps them from then on
+    assert loads(conn) == {"ana": 2, "cy": 1}
+    assert counted(conn) == recount(conn)
+    apply(conn, ("claim", 3, 1), 10)  # and keeps them from then on
     assert loads(conn) == {"ana": 2, "bo": 1}
 
 
-def test_finding_the_groups_with_work_does_not_walk_the_queue() -> None:
+def test_what_hand_out_and_the_board_read_does_not_walk_the_open_tasks() -> None:
     conn = fresh()
     groups = ("general", "vip", "south")
     tasks = [
@@ -103,10 +137,20 @@ def test_finding_the_groups_with_work_does_not_walk_the_queue() -> None:
     tasks[0]["grp"], tasks[1]["grp"] = "north", "east"
     dispatch_sql.insert_tasks(conn, tasks)
     dispatch_sql.requeue_task(conn, 1, NOW, queue="supervisor", escalated=True)  # north
-    dispatch_sql.assign_tasks(conn, [(2, "ana")], NOW)  # east: held, not queued
+    dispatch_sql.assign_tasks(conn, [(2, "ana")] + [(n, "bo") for n in range(3, 1500)], NOW)
     steps = Counter[str]()
     conn.set_progress_handler(lambda: steps.update(["x1000"]), 1000)
     assert sorted(dispatch_sql.groups_with_queue(conn)) == ["general", "south", "vip"]
-    assert sorted(dispatch_sql.open_task_groups(conn)) == ["east", "general", "south", "vip"]
+    assert sorted(dispatch_sql.open_task_groups(conn)) == [
+        "east",
+        "general",
+        "north",
+        "south",
+        "vip",
+    ]
+    assert loads(conn) == {"ana": 1, "bo": 1497}
+    board = board_sql.snapshot(conn, datetime(2026, 11, 11, 0, 1, tzinfo=UTC))
+    assert board["backlog"]["north"]["escalated"] == 1
+    assert board["backlog"]["general"]["oldest_unclaimed_s"] == 60
     # walking 3,000 tasks takes tens of thousands of VM steps; a seek per group, hundreds
     assert steps["x1000"] < 5, steps

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import sqlite3
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,22 +27,21 @@ def snapshot(conn: sqlite3.Connection, now: datetime) -> dict[str, Any]:
             OPEN_ORDER_STATUSES,
         ).fetchall()
     )
-    backlog: dict[str, dict[str, Any]] = {}
+    # from the counts kept by triggers (schema.m0011_task_counts), not the open tasks
+    backlog: dict[str, dict[str, Any]] = collections.defaultdict(
+        lambda: {"queued": 0, "assigned": 0, "claimed": 0, "escalated": 0}
+    )
     for group, stage, n in conn.execute(
         "SELECT grp, CASE WHEN state = 'claimed' THEN 'claimed' "
-        "WHEN queue = 'supervisor' THEN 'escalated' ELSE state END, count(*) "
-        "FROM tasks WHERE state IN ('queued', 'assigned', 'claimed') GROUP BY 1, 2"
+        "WHEN queue = 'supervisor' THEN 'escalated' ELSE state END, sum(n) "
+        "FROM task_counts GROUP BY 1, 2 HAVING sum(n) > 0"
     ):
-        backlog.setdefault(group, {"queued": 0, "assigned": 0, "claimed": 0, "escalated": 0})
         backlog[group][stage] = n
-    for group, oldest in conn.execute(
-        "SELECT grp, min(waiting_since) FROM tasks WHERE state IN ('queued', 'assigned') "
-        "GROUP BY grp"
-    ):
-        entry = backlog.setdefault(
-            group, {"queued": 0, "assigned": 0, "claimed": 0, "escalated": 0}
-        )
-        entry["oldest_unclaimed_s"] = int((now - parse_iso(oldest)).total_seconds())
+    oldest: dict[str, str] = {}
+    for group, _queue, _n, since in dispatch_sql.waiting_by_group(conn):
+        oldest[group] = min(since, oldest.get(group, since))
+    for group, since in oldest.items():
+        backlog[group]["oldest_unclaimed_s"] = int((now - parse_iso(since)).total_seconds())
     escalations = _rows(
         conn.execute(
             "SELECT id, platform, shop, order_id, grp, escalated_at, waiting_since FROM tasks "
@@ -72,7 +72,7 @@ def snapshot(conn: sqlite3.Connection, now: datetime) -> dict[str, Any]:
     return {
         "at": iso_utc(now),
         "stages": {status: stages.get(status, 0) for status in OPEN_ORDER_STATUSES},
-        "backlog": backlog,
+        "backlog": dict(backlog),
         "operators": dispatch_sql.operator_loads(conn),
         "escalations": escalations,
         "recent_tasks": recent,

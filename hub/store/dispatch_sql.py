@@ -181,19 +181,8 @@ def queued_tasks(conn: sqlite3.Connection, group: str, limit: int) -> list[dict[
 
 def groups_with_queue(conn: sqlite3.Connection) -> list[str]:
     """The groups whose queue holds a task (hand-out asks this after every commit)."""
-    return _groups_where(conn, "tasks_queue", "state = 'queued' AND queue = 'group'")
-
-
-def _groups_where(conn: sqlite3.Connection, index: str, where: str) -> list[str]:
-    """The distinct groups of the tasks `where` selects, by one seek per group in
-    `index` (the next group after the last): DISTINCT walked every such task, and on a
-    sale night the queues hold tens of thousands. `index` must hold `where`'s tasks in
-    group order after its equalities (SQLite refuses the query otherwise)."""
-    tasks = f"tasks INDEXED BY {index} WHERE {where}"
     rows = conn.execute(
-        f"WITH RECURSIVE g(grp) AS (SELECT min(grp) FROM {tasks} "
-        f"UNION ALL SELECT (SELECT min(grp) FROM {tasks} AND grp > g.grp) "
-        "FROM g WHERE g.grp IS NOT NULL) SELECT grp FROM g WHERE grp IS NOT NULL"
+        "SELECT grp FROM task_counts WHERE state = 'queued' AND queue = 'group' AND n > 0"
     ).fetchall()
     return [r[0] for r in rows]
 
@@ -307,16 +296,21 @@ def due_for_escalation(conn: sqlite3.Connection, group: str, cutoff: str) -> lis
 
 
 def open_task_groups(conn: sqlite3.Connection) -> list[str]:
-    """The groups with open tasks not escalated yet (the escalation scan's groups)."""
-    where = "escalated_at IS NULL AND state IN ('queued', 'assigned')"
-    return _groups_where(conn, "tasks_unescalated", where)
+    """The groups holding unclaimed tasks (the escalation scan looks for due ones there)."""
+    rows = conn.execute(
+        "SELECT DISTINCT grp FROM task_counts WHERE state IN ('queued', 'assigned') AND n > 0"
+    ).fetchall()
+    return [r[0] for r in rows]
 
 
 def waiting_by_group(conn: sqlite3.Connection) -> list[tuple[str, str, int, str]]:
-    """(group, queue, unclaimed tasks, oldest waiting_since) for the metrics."""
+    """(group, queue, unclaimed tasks, oldest waiting_since) for the metrics and the board:
+    the counts kept in task_counts, the oldest by one seek per group and queue."""
     rows = conn.execute(
-        "SELECT grp, queue, count(*), min(waiting_since) FROM tasks "
-        "WHERE state IN ('queued', 'assigned') GROUP BY grp, queue"
+        "SELECT c.grp, c.queue, sum(c.n), (SELECT min(waiting_since) FROM tasks "
+        "INDEXED BY tasks_waiting WHERE state IN ('queued', 'assigned') "
+        "AND grp = c.grp AND queue = c.queue) FROM task_counts c "
+        "WHERE c.state IN ('queued', 'assigned') GROUP BY c.grp, c.queue HAVING sum(c.n) > 0"
     ).fetchall()
     return [(g, q, int(n), oldest) for g, q, n, oldest in rows]
 
@@ -324,7 +318,8 @@ def waiting_by_group(conn: sqlite3.Connection) -> list[tuple[str, str, int, str]
 def queue_length(conn: sqlite3.Connection, group: str) -> int:
     return int(
         conn.execute(
-            "SELECT count(*) FROM tasks WHERE grp = ? AND state = 'queued' AND queue = 'group'",
+            "SELECT coalesce(sum(n), 0) FROM task_counts "
+            "WHERE grp = ? AND state = 'queued' AND queue = 'group'",
             (group,),
         ).fetchone()[0]
     )
@@ -357,13 +352,13 @@ def sync_operators(
 
 
 def operator_loads(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    """Every configured operator with its open-task count (assigned + claimed, kept by
-    triggers on `tasks`: schema.m0011_operator_load)."""
+    """Every configured operator with its open-task count (assigned + claimed)."""
     cur = conn.execute(
         "SELECT o.name, o.groups, o.capacity, o.status, o.last_assigned_seq, "
-        "coalesce(l.open, 0) AS open FROM operators o "
-        "LEFT JOIN operator_load l ON l.operator = o.name WHERE o.configured = 1 "
-        "ORDER BY o.name"
+        "coalesce(l.open, 0) AS open FROM operators o LEFT JOIN ("
+        "SELECT assignee, sum(n) AS open FROM task_counts "
+        "WHERE state IN ('assigned', 'claimed') GROUP BY assignee"
+        ") l ON l.assignee = o.name WHERE o.configured = 1 ORDER BY o.name"
     )
     rows = _rows(cur)
     for row in rows:
