@@ -1,7 +1,7 @@
-"""The dispatch step that runs right after each commit: apply new events to orders, turn
-orders that became workable into routed tasks, close tasks of orders that ended, and
-hand out what the group queues hold. One write transaction, so state, decisions and
-their notifications are durable together."""
+"""The dispatch step that runs after commits (a pass at most every 50 ms): apply new
+events to orders, turn orders that became workable into routed tasks, close tasks of
+orders that ended, and hand out what the group queues hold. One write transaction, so
+state, decisions and their notifications are durable together."""
 
 from __future__ import annotations
 

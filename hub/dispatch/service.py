@@ -1,8 +1,8 @@
 """The dispatch stages a running hub keeps going (listed in hub.runtime.SERVICES).
 
-- `run`: apply + route + assign right after each commit (the store's commit listener
-  wakes it, so a push is owned by somebody within the same second), with a one-second
-  safety net;
+- `run`: apply + route + assign after each commit (the store's commit listener wakes
+  it; passes start at most every `PASS_GAP`, so a push is owned by somebody within
+  ~50 ms), with a one-second safety net;
 - `run_escalation`: scans stored timestamps every `escalation_scan_seconds`;
 - `watch_config`: hot-reloads the [dispatch] rules when the config file changes.
 """
@@ -42,16 +42,31 @@ BATCH = 200
 # committed events through its cursor.
 INGEST_SATURATED = 32
 
+# A pass starts at most this long after the previous one started. Woken by every
+# commit, the stage ran ~130 passes a second at a steady 1,000 pushes/s, ~8 events each,
+# and a pass has a fixed cost (~20 statements, the hand-off, its transaction) that
+# small slices repeat: at 500/s it spent ~1.1 ms of CPU per push. Letting events gather
+# for up to 50 ms cut that to ~0.35 ms (~0.3 at 1,000/s, from ~0.53), and the acks got
+# faster too, as the ingest writer waits for fewer write turns (p50 6 -> 2.4 ms at 500/s);
+# push->assigned grows by what the events wait (p50 5 -> 27 ms): nobody sees 50 ms on
+# an operator's screen, while the CPU is what a burst runs short of.
+PASS_GAP = 0.05
+
 
 async def run(hub: Hub) -> None:
     live = state.of(hub)
     wake = asyncio.Event()
     hub.store.commit_listeners.append(lambda _max_id: wake.set())
     await hub.store.write(state.sync, live.config)
+    loop = asyncio.get_running_loop()
+    started = -PASS_GAP
     while True:
         wake.clear()
         try:
             while True:
+                if (wait := started + PASS_GAP - loop.time()) > 0:
+                    await asyncio.sleep(wait)
+                started = loop.time()
                 result = await hub.store.offload(engine.process, Shared(live.config), BATCH)
                 if result.applied or result.assigned:
                     counts = hub.metrics.dispatch_decisions
