@@ -461,7 +461,7 @@ def m0010_reconcile_blocked(db: Database) -> None:
         db.execute(f"ALTER TABLE reconcile_state ADD COLUMN {column}")
 
 
-OPEN = "('queued', 'assigned', 'claimed')"  # a task's states while it holds work
+_OPEN = "('queued', 'assigned', 'claimed')"  # a task's states while it holds work
 _COUNTED = "(grp, queue, state, assignee, n)"
 
 
@@ -472,7 +472,7 @@ def _count(row: str, delta: int) -> str:
     return (
         f"INSERT INTO task_counts {_COUNTED} "
         f"SELECT {row}.grp, {row}.queue, {row}.state, coalesce({row}.assignee, ''), {delta} "
-        f"WHERE {row}.state IN {OPEN} "
+        f"WHERE {row}.state IN {_OPEN} "
         f"ON CONFLICT (grp, queue, state, assignee) DO UPDATE SET n = n + excluded.n;"
     )
 
@@ -512,7 +512,7 @@ def m0011_task_counts(db: Database) -> None:
     db.execute(
         f"INSERT INTO task_counts {_COUNTED} "
         "SELECT grp, queue, state, coalesce(assignee, ''), count(*) FROM tasks "
-        f"WHERE state IN {OPEN} GROUP BY 1, 2, 3, 4"
+        f"WHERE state IN {_OPEN} GROUP BY 1, 2, 3, 4"
     )
     # the oldest unclaimed task of each group and queue, for the board and the gauges
     db.execute(
