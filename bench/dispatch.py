@@ -253,6 +253,7 @@ def main() -> None:
         else None,
         "routing": route,
     }
+    # run as a script (bench/ is not a package on its path here), so not bench.report.emit
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 
@@ -99,3 +101,11 @@ def table(r: dict[str, Any]) -> str:
         for stage, share in prof.get("stages", {}).items():
             lines.append(f"  {share:6.1%}  {stage}")
     return "\n".join(lines)
+
+
+def emit(result: dict[str, Any], out: Path | None) -> None:
+    """A bench tool's one JSON document: printed, and written to `out` when given."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    if out:
+        out.write_text(text + "\n", encoding="utf-8")

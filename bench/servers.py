@@ -55,6 +55,15 @@ def _cpu(pid: int) -> float:
 
 
 # the hub's workers, by the module their command line imports (hub/store/child.py)
+def _rss_mb(pid: int) -> float:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    kb = next((line.split()[1] for line in text.splitlines() if line.startswith("VmRSS:")), "0")
+    return round(int(kb) / 1024, 1)
+
+
 WORKERS = {"hub.store.ingest_process": "ingest writer", "hub.store.stage_process": "stage runner"}
 
 
@@ -119,6 +128,14 @@ class Server:
         for pid in _children(self.pid):
             name = _worker_name(pid)
             out[name] = out.get(name, 0.0) + _cpu(pid)
+        return out
+
+    def rss_by_process(self) -> dict[str, float]:
+        """Resident memory in MB per process, named as in `cpu_by_process`."""
+        out = {"event loop process": _rss_mb(self.pid)}
+        for pid in _children(self.pid):
+            name = _worker_name(pid)
+            out[name] = out.get(name, 0.0) + _rss_mb(pid)
         return out
 
     def io(self) -> dict[str, int]:

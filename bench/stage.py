@@ -17,7 +17,6 @@ the cheapest of `--repeat` runs. Prints one JSON document.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sqlite3
 import sys
@@ -28,6 +27,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from bench import report
 from bench.dispatch import PROVINCES, config_text
 from connectors.base import Reply
 from hub import settings as settings_mod
@@ -209,10 +209,7 @@ def main() -> None:
         **best,
         "cpu_us_per_event_all_runs": [run["cpu_us_per_event"] for run in runs],
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
+    report.emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -6,14 +6,16 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from bench import loadgen, profile, pushes, stage, wrk
+from bench import loadgen, profile, pushes, soak, stage, wrk
 from bench.__main__ import main
 from tests.conftest import serve_app
 
@@ -84,18 +86,38 @@ def test_smoke_run_with_wrk(tmp_path: Path) -> None:
     assert all(r["responses"] > 0 for r in results["ingest"]["runs"])
 
 
+def run_tool(
+    main: Callable[[], None], args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    """A bench tool run as `python -m bench.X ARGS --out FILE`: the JSON it wrote."""
+    out = tmp_path / "out.json"
+    monkeypatch.setattr(sys, "argv", ["bench", *args, "--out", str(out)])
+    main()
+    result: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    return result
+
+
 def test_stage_bench_routes_every_order_and_reports_its_cost_over_the_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    out = tmp_path / "stage.json"
-    argv = ["bench.stage", "--events", "300", "--batch", "30", "--repeat", "1", "--out", str(out)]
-    monkeypatch.setattr(sys, "argv", argv)
-    stage.main()
-    result = json.loads(out.read_text(encoding="utf-8"))
+    result = run_tool(stage.main, ["--events", "300", "--batch", "30", "--repeat", "1"], tmp_path, monkeypatch)  # fmt: skip
     assert result["applied"] == result["routed"] == result["assigned"] == 300
     # a statement or two per event, as the stage sends them (triggers are not counted)
     assert 1 <= result["statements_per_event"] < 3
     assert result["cpu_us_per_event_first_tenth"] > 0 and result["cpu_us_per_event_last_tenth"] > 0
+
+
+def test_soak_acks_every_push_and_reports_each_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = run_tool(soak.main, ["--rate", "50", "--seconds", "2", "--window", "0.5"], tmp_path, monkeypatch)  # fmt: skip
+    assert result["acked"] == result["pushes"] == 100
+    assert len(result["windows"]) >= 3
+    assert sum(w["pushes"] for w in result["windows"]) <= 100
+    for window in result["windows"]:
+        assert set(window["rss_mb"]) == {"event loop process", "ingest writer", "stage runner"}
+        assert all(mb > 10 for mb in window["rss_mb"].values())
+    assert sum(w["cpu_us_per_push"]["ingest writer"] for w in result["windows"]) > 0
 
 
 def test_help_has_examples() -> None:
