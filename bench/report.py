@@ -39,7 +39,9 @@ def table(r: dict[str, Any]) -> str:
         f"   (generator used at most {b['generator_cpu_share_max']:.0%} of a core)"
     )
     for scenario in ("clean", "mixed"):
-        split = s[scenario].get("hub_cpu_us_per_request_by_process") or {}
+        split = s[scenario].get("hub_cpu_us_per_request_by_process")
+        if not split:  # a results file from before the split
+            continue
         lines.append(
             f"  hub CPU per push, {scenario}: "
             + ", ".join(f"{name} {_fmt(us)} us" for name, us in split.items())
