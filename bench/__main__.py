@@ -22,7 +22,18 @@ from typing import Any
 
 import click
 
-from bench import ingest, latency, machine, profile, replay, report, storage, writer, wrk
+from bench import (
+    ingest,
+    latency,
+    machine,
+    profile,
+    replay,
+    report,
+    soak,
+    storage,
+    writer,
+    wrk,
+)
 
 HERE = Path(__file__).resolve().parent
 
@@ -41,6 +52,13 @@ HERE = Path(__file__).resolve().parent
 )
 @click.option("--rates", default="500,2000", show_default=True, help="Open-loop rates, pushes/s.")
 @click.option("--latency-seconds", type=float, default=10.0, show_default=True)
+@click.option(
+    "--soak-seconds",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Steady 1,000 paid orders/s into one hub, CPU and memory per window (0: skip).",
+)
 @click.option(
     "--replay",
     "replay_count",
@@ -77,6 +95,7 @@ def main(
     generator: str,
     rates: str,
     latency_seconds: float,
+    soak_seconds: float,
     replay_count: int,
     with_profile: bool,
     work: Path | None,
@@ -90,10 +109,12 @@ def main(
         rounds=rounds, seconds=seconds, connections=connections, generator=generator
     )
     rate_list = [int(r) for r in rates.split(",") if r.strip()]
+    soak_rate, soak_window = 1000, 5.0
     writer_pushes, writer_rounds = 3000, 5
     if smoke:
         opts = replace(opts, rounds=1, seconds=1.0, connections=8, expected_rate=1000)
         rate_list, latency_seconds, replay_count = [50], 2.0, 100
+        soak_rate, soak_seconds, soak_window = 50, min(soak_seconds, 2.0), 0.5
         writer_pushes, writer_rounds = 200, 1
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     work = (work or HERE / "out" / stamp).resolve()
@@ -115,6 +136,9 @@ def main(
     results["storage"] = storage.measure(Path(results["ingest"]["db"]), results["ingest"]["io"])
     echo(f"latency: open loop at {', '.join(map(str, rate_list))} pushes/s")
     results["latency"] = latency.run(work / "latency", rate_list, latency_seconds, echo)
+    if soak_seconds > 0:
+        echo(f"soak: {soak_rate} paid orders/s for {soak_seconds:g} s into one hub")
+        results["soak"] = soak.run(soak_rate, soak_seconds, soak_window, work / "soak")
     echo("replay:")
     results["replay"] = replay.run(
         work / "replay", Path(results["ingest"]["db"]), replay_count, echo

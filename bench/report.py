@@ -68,6 +68,7 @@ def table(r: dict[str, Any]) -> str:
             f"without order, {x['acked_not_assigned']} not assigned, "
             f"{x['statuses'].get('503', 0)} answered 503 (shed: sent again by the platform)"
         )
+    lines += _soak(r.get("soak"))
     rp = r["replay"]
     lines += ["", f"Replay: {rp.get('method', rp.get('skipped'))}"]
     for x in rp.get("runs", []):
@@ -103,6 +104,25 @@ def table(r: dict[str, Any]) -> str:
         for stage, share in prof.get("stages", {}).items():
             lines.append(f"  {share:6.1%}  {stage}")
     return "\n".join(lines)
+
+
+def _soak(sk: dict[str, Any] | None) -> list[str]:
+    """The soak's first and last windows side by side: a cost that grows shows."""
+    if not sk or not sk["windows"]:
+        return []
+    first, last = sk["windows"][0], sk["windows"][-1]
+    lines = [
+        "",
+        f"Soak: {sk['rate']:,} paid orders/s for {sk['seconds']:g} s into one hub, "
+        f"no task ever closed; {sk['acked']:,}/{sk['pushes']:,} acked, "
+        f"ack p50 {sk['ack_ms']['p50']:.1f} p99 {sk['ack_ms']['p99']:.1f} ms",
+        f"  {'':20} {'CPU/push, first -> last window':>32} {'memory MB, first -> last':>26}",
+    ]
+    for name, cpu in last["cpu_us_per_push"].items():
+        before = first["cpu_us_per_push"].get(name, 0)
+        mb0, mb1 = first["rss_mb"].get(name, 0.0), last["rss_mb"].get(name, 0.0)
+        lines.append(f"  {name:20} {before:>20,} -> {cpu:>6,} us {mb0:>16.0f} -> {mb1:>5.0f}")
+    return lines
 
 
 def emit(result: dict[str, Any], out: Path | None) -> None:

@@ -11,7 +11,8 @@ cache that is never trimmed) shows as a rise from the first window to the last: 
 push per process (from /proc, so a shared machine's other work does not count) and
 resident memory per process. The pushes come from the open-loop generator (bench/
 loadgen.py), each at its scheduled time; acks are counted and timed. Prints one JSON
-document, and a line per window on stderr as it goes.
+document, and a line per window on stderr as it goes. `python -m bench` runs 30 s of it
+(`--soak-seconds`) and shows the first and the last window.
 """
 
 from __future__ import annotations

@@ -61,6 +61,9 @@ def test_smoke_run_counts_every_ack_in_the_database(tmp_path: Path) -> None:
         assert rate["ack_ms"]["p50"] <= rate["ack_ms"]["p99"] <= rate["ack_ms"]["max"]
         # applied and assigned after the push was due (one clock: this machine's)
         assert rate["to_order_ms"]["p50"] > 0 and rate["to_assignment_ms"]["p50"] > 0
+    # the soak acked every push and its first and last windows are in the table
+    assert results["soak"]["acked"] == results["soak"]["pushes"] > 0
+    assert "Soak: 50 paid orders/s" in output and "first -> last window" in output
     # `orderhook replay` itself sent the recordings, and stored each answer with its run
     replayed = results["replay"]["runs"][0]
     assert replayed["requests"] > 0 and replayed["statuses"] == {"200": replayed["requests"]}
