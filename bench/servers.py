@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,7 +55,6 @@ def _cpu(pid: int) -> float:
     return process_cpu_seconds(pid, waited_children=True) or 0.0
 
 
-# the hub's workers, by the module their command line imports (hub/store/child.py)
 def _rss_mb(pid: int) -> float:
     try:
         text = Path(f"/proc/{pid}/status").read_text()
@@ -64,6 +64,7 @@ def _rss_mb(pid: int) -> float:
     return round(int(kb) / 1024, 1)
 
 
+# the hub's workers, by the module their command line imports (hub/store/child.py)
 WORKERS = {"hub.store.ingest_process": "ingest writer", "hub.store.stage_process": "stage runner"}
 
 
@@ -124,18 +125,18 @@ class Server:
         """User + system CPU the server used so far, per process: the server's own (the
         event loop, with the hub's writer thread) and each worker by what it runs (a
         worker that exited counts with the server's own, as its children's times)."""
-        out = {"event loop process": _cpu(self.pid)}
-        for pid in _children(self.pid):
-            name = _worker_name(pid)
-            out[name] = out.get(name, 0.0) + _cpu(pid)
-        return out
+        return self._by_process(_cpu)
 
     def rss_by_process(self) -> dict[str, float]:
         """Resident memory in MB per process, named as in `cpu_by_process`."""
-        out = {"event loop process": _rss_mb(self.pid)}
+        return self._by_process(_rss_mb)
+
+    def _by_process(self, read: Callable[[int], float]) -> dict[str, float]:
+        """`read(pid)` for the server's own process and each worker, by what it runs."""
+        out = {"event loop process": read(self.pid)}
         for pid in _children(self.pid):
             name = _worker_name(pid)
-            out[name] = out.get(name, 0.0) + _rss_mb(pid)
+            out[name] = out.get(name, 0.0) + read(pid)
         return out
 
     def io(self) -> dict[str, int]:
