@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("orderhook.delivery")
 
-PRUNE_EVERY = 3600.0
 SHIPMENT_STATE = {"done": "done", "dead": "failed", "retry": "retrying", "disabled": "failed"}
 
 
@@ -97,7 +96,6 @@ class Worker:
         self._api_clients: dict[str, tuple[Shop, ApiClient]] = {}
         self._alerted: dict[str, tuple[float, int]] = {}
         self._next_sweep = 0.0
-        self._next_prune = 0.0
 
     @property
     def config(self) -> config.DeliveryConfig:
@@ -141,7 +139,7 @@ class Worker:
             await self.close()
 
     async def housekeeping(self) -> None:
-        """Sweep expired leases and refresh the backlog gauge; prune delivered rows hourly."""
+        """Sweep expired leases and refresh the backlog gauge (hub.retention prunes)."""
         now = time.monotonic()
         if now >= self._next_sweep:
             self._next_sweep = now + max(self.config.lease_seconds / 4, self.config.poll_interval)
@@ -151,11 +149,6 @@ class Worker:
             counts = await self.hub.store.read(delivery_sql.state_counts)
             for state in delivery_sql.STATES:
                 self.hub.metrics.outbox_rows.labels(state).set(counts.get(state, 0))
-        if now >= self._next_prune:
-            self._next_prune = now + PRUNE_EVERY
-            cutoff = iso_utc(utcnow() - timedelta(days=self.config.keep_done_days))
-            while await self.hub.store.write(delivery_sql.prune_done, cutoff):
-                pass
 
     def _may_alert(self, key: str) -> int | None:
         """None while an alert about this destination went out within alert_interval

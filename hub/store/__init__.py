@@ -21,6 +21,7 @@ import asyncio
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -211,6 +212,22 @@ class Store:
             raise RuntimeError("store is not started")
         result: T = await self._writer.submit(fn, *args)
         return result
+
+    async def write_in_steps(self, fn: Callable[..., int], *args: Any) -> int:
+        """A long job over a big table (retention), one bounded step per write turn:
+        fn(conn, *args) does a step and returns how much it did; steps run until one does
+        nothing, each resting as long as it took (waiting for its turn included) before
+        the next. One transaction over an hour's million rows held the write turn for
+        ~11 s and every ack waited behind it; steps take at most half the turns, and
+        less the busier the hub is (docs/performance.md, "Seventh round")."""
+        total = 0
+        while True:
+            started = time.monotonic()
+            done = await self.write(fn, *args)
+            if not done:
+                return total
+            total += done
+            await asyncio.sleep(time.monotonic() - started)
 
     # --- reading ----------------------------------------------------------------------
 

@@ -242,7 +242,9 @@ def list_rows(
 
 
 def state_counts(conn: sqlite3.Connection) -> dict[str, int]:
-    return dict(conn.execute("SELECT state, count(*) FROM outbox GROUP BY state").fetchall())
+    """Rows by state, from the counts kept by triggers (schema.m0012): counting the
+    outbox walked every delivered row kept for `keep_done_days`."""
+    return dict(conn.execute("SELECT state, n FROM outbox_counts WHERE n > 0").fetchall())
 
 
 def get_row(conn: sqlite3.Connection, outbox_id: int) -> dict[str, Any] | None:
@@ -484,13 +486,18 @@ def get_shipment(conn: sqlite3.Connection, shipment_id: int) -> dict[str, Any] |
     return _one(conn.execute("SELECT * FROM shipments WHERE id = ?", (shipment_id,)))
 
 
-def prune_done(conn: sqlite3.Connection, settled_before: str, limit: int = 5000) -> int:
+def prune_done(conn: sqlite3.Connection, settled_before: str, limit: int = 1000) -> int:
     """Retention: drop delivered rows (and their attempts) settled before the cutoff.
-    Dead and parked rows stay until someone deals with them."""
+    Dead and parked rows stay until someone deals with them. At most `limit` rows a
+    call, found by the partial index `outbox_settled`: run it by `Store.write_in_steps`,
+    one short write turn at a time."""
     ids = [
         r[0]
         for r in conn.execute(
-            "SELECT id FROM outbox WHERE state = 'done' AND settled_at < ? LIMIT ?",
+            # pinned: without it the planner prefers (state = ?) on outbox_lease and reads
+            # every delivered row to test its settled_at
+            "SELECT id FROM outbox INDEXED BY outbox_settled "
+            "WHERE state = 'done' AND settled_at < ? LIMIT ?",
             (settled_before, limit),
         )
     ]

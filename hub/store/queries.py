@@ -93,9 +93,13 @@ def get_order(
     return dict(zip([c[0] for c in cur.description], row, strict=True)) if row else None
 
 
-def prune_requests(conn: sqlite3.Connection, older_than: str) -> int:
-    """Retention: drop raw requests received before `older_than` (events stay)."""
-    return conn.execute("DELETE FROM requests WHERE received_at < ?", (older_than,)).rowcount
+def prune_requests(conn: sqlite3.Connection, older_than: str, limit: int = 1000) -> int:
+    """Retention: drop raw requests received before `older_than` (events stay), at most
+    `limit` a call: run it by `Store.write_in_steps`, one short write turn at a time."""
+    return conn.execute(
+        "DELETE FROM requests WHERE id IN (SELECT id FROM requests WHERE received_at < ? LIMIT ?)",
+        (older_than, limit),
+    ).rowcount
 
 
 # --- users and tokens --------------------------------------------------------------------

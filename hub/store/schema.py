@@ -462,18 +462,39 @@ def m0010_reconcile_blocked(db: Database) -> None:
 
 
 _OPEN = "('queued', 'assigned', 'claimed')"  # a task's states while it holds work
-_COUNTED = "(grp, queue, state, assignee, n)"
 
 
-def _count(row: str, delta: int) -> str:
-    """The trigger statement adding `delta` to the count of `row` (OLD or NEW). Two of
-    these in a trigger cost less than one over both rows (UNION ALL): 16 against 22 µs
-    a task created and assigned, on top of the 18 µs those writes take alone."""
+def _count(counts: str, keys: dict[str, str], row: str, delta: int, when: str = "") -> str:
+    """The trigger statement adding `delta` to the count of `row` (OLD or NEW) in the
+    table `counts`, keyed by `keys` (column: expression, `{row}` standing for the row).
+    Two of these in a trigger cost less than one over both rows (UNION ALL): 16 against
+    22 µs a task created and assigned, on top of the 18 µs those writes take alone."""
+    columns = ", ".join(keys)
+    values = ", ".join(expr.format(row=row) for expr in keys.values())
+    where = f" WHERE {when.format(row=row)}" if when else ""
     return (
-        f"INSERT INTO task_counts {_COUNTED} "
-        f"SELECT {row}.grp, {row}.queue, {row}.state, coalesce({row}.assignee, ''), {delta} "
-        f"WHERE {row}.state IN {_OPEN} "
-        f"ON CONFLICT (grp, queue, state, assignee) DO UPDATE SET n = n + excluded.n;"
+        f"INSERT INTO {counts} ({columns}, n) SELECT {values}, {delta}{where} "
+        f"ON CONFLICT ({columns}) DO UPDATE SET n = n + excluded.n;"
+    )
+
+
+def _count_triggers(
+    db: Database, table: str, counts: str, keys: dict[str, str], when: str = ""
+) -> None:
+    """Keep `counts` right whatever inserts, moves or deletes a row of `table`."""
+    moved = " OR ".join(f"OLD.{column} IS NOT NEW.{column}" for column in keys)
+    db.execute(
+        f"CREATE TRIGGER {table}_count_insert AFTER INSERT ON {table} "
+        f"BEGIN {_count(counts, keys, 'NEW', 1, when)} END"
+    )
+    db.execute(
+        f"CREATE TRIGGER {table}_count_update AFTER UPDATE OF {', '.join(keys)} ON {table} "
+        f"WHEN {moved} "
+        f"BEGIN {_count(counts, keys, 'OLD', -1, when)} {_count(counts, keys, 'NEW', 1, when)} END"
+    )
+    db.execute(
+        f"CREATE TRIGGER {table}_count_delete AFTER DELETE ON {table} "
+        f"BEGIN {_count(counts, keys, 'OLD', -1, when)} END"
     )
 
 
@@ -497,20 +518,11 @@ def m0011_task_counts(db: Database) -> None:
         ) WITHOUT ROWID
         """
     )
+    keys = {"grp": "{row}.grp", "queue": "{row}.queue", "state": "{row}.state"}
+    keys["assignee"] = "coalesce({row}.assignee, '')"
+    _count_triggers(db, "tasks", "task_counts", keys, when=f"{{row}}.state IN {_OPEN}")
     db.execute(
-        f"CREATE TRIGGER tasks_count_insert AFTER INSERT ON tasks BEGIN {_count('NEW', 1)} END"
-    )
-    db.execute(
-        "CREATE TRIGGER tasks_count_update AFTER UPDATE OF grp, queue, state, assignee ON tasks "
-        "WHEN OLD.grp IS NOT NEW.grp OR OLD.queue IS NOT NEW.queue "
-        "OR OLD.state IS NOT NEW.state OR OLD.assignee IS NOT NEW.assignee "
-        f"BEGIN {_count('OLD', -1)} {_count('NEW', 1)} END"
-    )
-    db.execute(
-        f"CREATE TRIGGER tasks_count_delete AFTER DELETE ON tasks BEGIN {_count('OLD', -1)} END"
-    )
-    db.execute(
-        f"INSERT INTO task_counts {_COUNTED} "
+        "INSERT INTO task_counts (grp, queue, state, assignee, n) "
         "SELECT grp, queue, state, coalesce(assignee, ''), count(*) FROM tasks "
         f"WHERE state IN {_OPEN} GROUP BY 1, 2, 3, 4"
     )
@@ -519,3 +531,19 @@ def m0011_task_counts(db: Database) -> None:
         "CREATE INDEX tasks_waiting ON tasks(grp, queue, waiting_since) "
         "WHERE state IN ('queued', 'assigned')"
     )
+
+
+@migrations(name="0012_outbox_housekeeping")
+def m0012_outbox_housekeeping(db: Database) -> None:
+    # How many outbox rows are in each state, kept by triggers: the backlog gauge read
+    # them by counting the whole outbox at every lease sweep (every 15 s by default),
+    # delivered rows included, which are kept `keep_done_days` (30): ~0.12 s per million
+    # rows, and a busy month holds tens of millions (docs/delivery.md, "Housekeeping").
+    db.execute(
+        "CREATE TABLE outbox_counts (state TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID"
+    )
+    _count_triggers(db, "outbox", "outbox_counts", {"state": "{row}.state"})
+    db.execute("INSERT INTO outbox_counts (state, n) SELECT state, count(*) FROM outbox GROUP BY 1")
+    # Delivered rows by when they settled, so the hourly prune seeks to the old ones
+    # instead of reading every delivered row (inside a write turn) to find them.
+    db.execute("CREATE INDEX outbox_settled ON outbox(settled_at) WHERE state = 'done'")
