@@ -3,10 +3,14 @@ every status-bearing event leaves a transition row with the event that caused it
 
 from __future__ import annotations
 
+import sqlite3
+from collections import Counter
+
 import pytest
+from sqlite_utils import Database
 
 from hub import orders
-from hub.store import orders_sql, queries
+from hub.store import orders_sql, queries, schema
 from tests.dispatch_support import eventually, push
 
 pytestmark = pytest.mark.anyio
@@ -94,3 +98,47 @@ async def test_facts_from_later_events_merge(hub, client):
 
     facts = (await eventually(merged))["facts"]
     assert facts == {"province": "浙江", "city": "杭州", "skus": ["A1"], "categories": ["phones"]}
+
+
+def test_an_order_id_is_found_in_every_shop_without_reading_every_order():
+    """An ERP reports a shipment by the platform's order id alone; at a million orders,
+    reading them all took 160 ms a report."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    schema.migrations.apply(Database(conn))
+    shops = [("douyin", "flagship"), ("jd", "outlet"), ("taobao", "flagship"), ("taobao", "tmall")]
+    rows = [
+        orders_sql.order_row(
+            (platform, shop, f"{n:08d}"),
+            status="paid",
+            amount="1.00",
+            currency="CNY",
+            facts={"n": n},
+            first_event_id=n,
+            last_event_id=n,
+            occurred_at="2026-11-11",
+            now="2026-11-11",
+        )
+        for platform, shop in shops
+        for n in range(1_500)
+    ]
+    orders_sql.save_orders(conn, rows)
+    orders_sql.save_orders(conn, [(*rows[0][:2], "shared", *rows[0][3:])])  # douyin/flagship
+    orders_sql.save_orders(conn, [(*rows[-1][:2], "shared", *rows[-1][3:])])  # taobao/tmall
+
+    steps = Counter[str]()
+    conn.set_progress_handler(lambda: steps.update(["x100"]), 100)
+    found = orders_sql.find_orders(conn, "shared")
+    one = orders_sql.find_orders(conn, "00000042")
+    conn.set_progress_handler(None, 0)
+
+    assert [(o["platform"], o["shop"]) for o in found] == [
+        ("douyin", "flagship"),
+        ("taobao", "tmall"),
+    ]
+    assert [(o["platform"], o["shop"], o["facts"]) for o in one] == [
+        (platform, shop, {"n": 42}) for platform, shop in shops
+    ]
+    assert orders_sql.find_orders(conn, "nowhere") == []
+    assert orders_sql.shops_with_orders(conn) == shops
+    # reading the 6,000 orders alone takes ~25,000 VM steps
+    assert steps["x100"] < 20, steps

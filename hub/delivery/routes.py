@@ -23,7 +23,7 @@ from hub.auth import requires
 from hub.delivery import config, shipments, signals, subscriptions
 from hub.delivery.guard import TargetRefused
 from hub.runtime import Hub
-from hub.store import delivery_sql
+from hub.store import delivery_sql, orders_sql
 
 SHIPMENT_ROLES = ("admin", "supervisor", "operator", "picker")
 MAX_BODY = 64 * 1024
@@ -118,7 +118,7 @@ async def ship(request: Request) -> Response:
 @may_report_shipments
 async def ship_by_id(request: Request) -> Response:
     order_id = request.path_params["order_id"]
-    found = await _hub(request).store.read(delivery_sql.orders_with_id, order_id)
+    found = await _hub(request).store.read(orders_sql.find_orders, order_id)
     if not found:
         return _error(404, "unknown_order", f"no order {order_id}")
     if len(found) > 1:

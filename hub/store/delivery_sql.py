@@ -403,16 +403,6 @@ def events_for_fanout(conn: sqlite3.Connection, after_id: int, limit: int) -> li
 # --- shipments (reverse sync) -----------------------------------------------------------------
 
 
-def orders_with_id(conn: sqlite3.Connection, order_id: str) -> list[dict[str, Any]]:
-    return _rows(
-        conn.execute(
-            "SELECT platform, shop, order_id, status FROM orders WHERE order_id = ? "
-            "ORDER BY platform, shop",
-            (order_id,),
-        )
-    )
-
-
 def order_exists(conn: sqlite3.Connection, platform: str, shop: str, order_id: str) -> bool:
     return (
         conn.execute(

@@ -159,12 +159,37 @@ def transitions(conn: sqlite3.Connection, key: OrderKey) -> list[dict[str, Any]]
     return _rows(cur)
 
 
+# the next (platform, shop) holding orders: seeks in the primary key
+_FIRST_SHOP = "SELECT platform, shop FROM orders WHERE platform > ? ORDER BY platform, shop LIMIT 1"
+_NEXT_SHOP = (
+    "SELECT platform, shop FROM orders WHERE platform = ? AND shop > ? ORDER BY shop LIMIT 1"
+)
+
+
+def shops_with_orders(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    """Every (platform, shop) that has orders, two seeks a shop in the primary key (a
+    loose index scan): a merchant has a handful of shops and millions of orders.
+    `(platform, shop) > (?, ?)` would seek on the platform only and walk its orders."""
+    found: list[tuple[str, str]] = []
+    row = conn.execute(_FIRST_SHOP, ("",)).fetchone()
+    while row is not None:
+        found.append(row)
+        row = (
+            conn.execute(_NEXT_SHOP, row).fetchone()
+            or conn.execute(_FIRST_SHOP, row[:1]).fetchone()
+        )
+    return found
+
+
 def find_orders(conn: sqlite3.Connection, order_id: str) -> list[dict[str, Any]]:
-    """Every order with this platform order id (the same id may exist in two shops)."""
+    """Every order with this platform order id (the same id may exist in two shops): a
+    seek per shop. The primary key starts with the platform, so `WHERE order_id = ?`
+    read every order (160 ms at a million), once per shipment an ERP reports by id."""
     cur = conn.execute(
-        "SELECT platform, shop, order_id, status, amount, currency, facts, route_group, "
-        "route_rule FROM orders WHERE order_id = ? ORDER BY platform, shop",
-        (order_id,),
+        "SELECT o.platform, o.shop, o.order_id, status, amount, currency, facts, route_group, "
+        "route_rule FROM json_each(?) AS j JOIN orders AS o ON o.platform = j.value ->> 0 "
+        "AND o.shop = j.value ->> 1 AND o.order_id = ? ORDER BY o.platform, o.shop",
+        (as_json(shops_with_orders(conn)), order_id),
     )
     return [_with_facts(row) for row in _rows(cur)]
 
