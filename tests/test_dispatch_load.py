@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlite_utils import Database
 
-from hub.store import board_sql, dispatch_sql, schema
+from hub.store import board_sql, dispatch_sql, orders_sql, schema
 
 NOW = "2026-11-11T00:00:00.000000Z"
 OPERATORS = ["ana", "bo", "cy"]
@@ -127,8 +127,47 @@ def test_a_database_from_before_the_counts_gets_them_from_its_tasks(tmp_path: Pa
     assert loads(conn) == {"ana": 2, "bo": 1}
 
 
+def open_orders(conn: sqlite3.Connection, n: int, statuses: tuple[str, ...]) -> None:
+    rows = [
+        orders_sql.order_row(
+            ("standard", "acme", f"o{i}"),
+            status=statuses[i % len(statuses)],
+            amount="1.00",
+            currency="CNY",
+            facts={},
+            first_event_id=i,
+            last_event_id=i,
+            occurred_at=NOW,
+            now=NOW,
+        )
+        for i in range(n)
+    ]
+    orders_sql.save_orders(conn, rows)
+
+
+def test_a_database_from_before_the_order_counts_gets_them_from_its_orders(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "old.db"
+    conn = fresh(db, stop_before="0013_order_counts")
+    open_orders(conn, 10, ("paid", "assigned", "shipped", "cancelled", "picking"))
+    conn.close()
+
+    conn = fresh(db)  # the hub starting on it migrates it
+    stages = board_sql.snapshot(conn, datetime(2026, 11, 11, tzinfo=UTC))["stages"]
+    assert stages == {"created": 0, "paid": 2, "assigned": 2, "picking": 2, "packed": 0}
+    # and keeps them as orders move on
+    orders_sql.set_statuses(conn, [(("standard", "acme", "o0"), "packed")], NOW)
+    open_orders(conn, 1, ("created",))  # o0 again: saved as created
+    recount = dict(conn.execute("SELECT status, count(*) FROM orders GROUP BY 1").fetchall())
+    assert dict(conn.execute("SELECT status, n FROM order_counts WHERE n > 0")) == recount
+    stages = board_sql.snapshot(conn, datetime(2026, 11, 11, tzinfo=UTC))["stages"]
+    assert stages == {"created": 1, "paid": 1, "assigned": 2, "picking": 2, "packed": 0}
+
+
 def test_what_hand_out_and_the_board_read_does_not_walk_the_open_tasks() -> None:
     conn = fresh()
+    open_orders(conn, 3000, ("paid", "assigned", "picking"))
     groups = ("general", "vip", "south")
     tasks = [
         dispatch_sql.new_task(n + 1, ("standard", "acme", f"o{n}"), groups[n % 3], 0, None, NOW)
@@ -152,5 +191,12 @@ def test_what_hand_out_and_the_board_read_does_not_walk_the_open_tasks() -> None
     board = board_sql.snapshot(conn, datetime(2026, 11, 11, 0, 1, tzinfo=UTC))
     assert board["backlog"]["north"]["escalated"] == 1
     assert board["backlog"]["general"]["oldest_unclaimed_s"] == 60
-    # walking 3,000 tasks takes tens of thousands of VM steps; a seek per group, hundreds
+    assert board["stages"] == {
+        "created": 0,
+        "paid": 1000,
+        "assigned": 1000,
+        "picking": 1000,
+        "packed": 0,
+    }
+    # walking 3,000 tasks (or orders) takes tens of thousands of VM steps; a seek per group, hundreds
     assert steps["x1000"] < 5, steps

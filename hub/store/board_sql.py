@@ -20,13 +20,8 @@ def _rows(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
 
 def snapshot(conn: sqlite3.Connection, now: datetime) -> dict[str, Any]:
     hour_ago = iso_utc(now - timedelta(hours=1))
-    marks = ",".join("?" * len(OPEN_ORDER_STATUSES))
-    stages = dict(
-        conn.execute(
-            f"SELECT status, count(*) FROM orders WHERE status IN ({marks}) GROUP BY status",
-            OPEN_ORDER_STATUSES,
-        ).fetchall()
-    )
+    # from the counts kept by triggers (schema.m0013_order_counts), not the open orders
+    stages = dict(conn.execute("SELECT status, n FROM order_counts").fetchall())
     # from the counts kept by triggers (schema.m0011_task_counts), not the open tasks
     backlog: dict[str, dict[str, Any]] = collections.defaultdict(
         lambda: {"queued": 0, "assigned": 0, "claimed": 0, "escalated": 0}
