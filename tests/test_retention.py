@@ -42,12 +42,13 @@ def seed_requests(conn: sqlite3.Connection, n: int, received_at: str) -> None:
 
 
 def seed_outbox(conn: sqlite3.Connection, rows: list[tuple[str, str]]) -> None:
-    """Outbox rows in (state, settled_at), each with one attempt."""
+    """Outbox rows in (state, settled_at), each with one attempt; none due (the hub's
+    delivery worker would send a pending one, and fail it: there is no channel 'ops')."""
     for n, (state, settled_at) in enumerate(rows):
         row_id = conn.execute(
             "INSERT INTO outbox (kind, target, payload, state, next_attempt_at, settled_at, "
             "created_at, updated_at) VALUES ('notify', 'ops', ?, ?, ?, ?, ?, ?)",
-            (f'{{"n":{n}}}', state, settled_at, settled_at, settled_at, settled_at),
+            (f'{{"n":{n}}}', state, "2999-01-01T00:00:00Z", settled_at, settled_at, settled_at),
         ).lastrowid
         conn.execute(
             "INSERT INTO outbox_attempts (outbox_id, started_at, duration_ms, request, "
