@@ -77,7 +77,7 @@ class RunResult:
     bad_rows: int = 0
     new: int = 0
     new_by_kind: Counter[str] = field(default_factory=Counter)
-    request_ids: list[int] = field(default_factory=list)
+    event_ids: list[int] = field(default_factory=list)  # the events it inserted
     missed: list[dict[str, Any]] = field(default_factory=list)  # the new events
     error_code: str | None = None
     error: str | None = None
@@ -163,7 +163,7 @@ async def reconcile_shop(
             fresh = [e for i, e in enumerate(page.events) if i not in known]
             if fresh or page.bad_rows:
                 ingested = await store.ingest(IngestJob(page_record(shop, page), fresh, NO_REPLY))
-                result.request_ids.append(ingested.request_id)
+                result.event_ids += ingested.new_event_ids
                 result.new += len(ingested.new_event_ids)
             if progress is not None:
                 progress(page, result)
@@ -225,8 +225,8 @@ def _finish(conn: Any, result: RunResult) -> list[dict[str, Any]]:
         result.blocked_tries = reconcile_sql.mark_blocked(
             conn, result.shop, result.platform, result.error_code or "", result.error or ""
         )
-    # a reconcile request holds only the events it inserted: exactly what pushes missed
-    return reconcile_sql.missed_events(conn, result.request_ids)
+    # the events the run inserted: exactly what the pushes had missed
+    return reconcile_sql.events_by_id(conn, result.event_ids)
 
 
 def next_window(shop: Shop, mark: datetime | None, now: datetime) -> tuple[datetime, datetime]:

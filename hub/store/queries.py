@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import datetime, timedelta
 from typing import Any
 
 from hub.model import iso_utc, utcnow
@@ -28,6 +29,24 @@ def get_request(conn: sqlite3.Connection, request_id: int) -> dict[str, Any] | N
     cur = conn.execute(f"SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?", (request_id,))
     row = cur.fetchone()
     return _request_row(cur, row) if row else None
+
+
+# A request is recorded within seconds of its arrival (the hub sheds what would wait
+# longer than hub.shed_after_ms), so ids follow arrival times to well within this.
+ARRIVAL_SLACK = timedelta(minutes=10)
+
+
+def first_id_since(conn: sqlite3.Connection, since: datetime) -> int:
+    """An id below every request received at or after `since`: where a walk by id over a
+    recent window starts. Requests imported from recordings keep their old arrival times
+    under new ids, so a window that spans an import may start late."""
+    row = conn.execute(
+        "SELECT id FROM requests WHERE received_at >= ? ORDER BY received_at LIMIT 1",
+        (iso_utc(since - ARRIVAL_SLACK),),
+    ).fetchone()
+    if row is None:  # nothing since: past the last one
+        row = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM requests").fetchone()
+    return int(row[0])
 
 
 def list_requests(

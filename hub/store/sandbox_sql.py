@@ -83,10 +83,12 @@ def select_requests(conn: sqlite3.Connection, flt: RequestFilter) -> list[dict[s
 def requests_after(
     conn: sqlite3.Connection, after_id: int, outcomes: tuple[str, ...], limit: int = 200
 ) -> list[dict[str, Any]]:
-    """Requests past a cursor with one of these outcomes, oldest first (live stream)."""
+    """Requests past a cursor with one of these outcomes, oldest first (live stream): a
+    walk by id from the cursor (`+outcome` keeps the planner off the outcome index,
+    which would gather and sort every match past the cursor before the LIMIT)."""
     cur = conn.execute(
         f"SELECT {REQUEST_COLUMNS} FROM requests WHERE id > ? "
-        f"AND outcome IN ({','.join('?' * len(outcomes))}) ORDER BY id LIMIT ?",
+        f"AND +outcome IN ({','.join('?' * len(outcomes))}) ORDER BY id LIMIT ?",
         (after_id, *outcomes, limit),
     )
     return [_request_row(cur, row) for row in cur.fetchall()]
