@@ -108,7 +108,7 @@ def original_body(recording: dict[str, Any]) -> bytes:
 
 
 def from_store(store: Store, flt: RequestFilter) -> list[Item]:
-    rows = store.run(select_requests, flt)
+    rows = store.run_read(select_requests, flt)
     return [Item(f"request:{r['id']}", recordings.from_row(r), r["id"]) for r in rows]
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +178,37 @@ async def test_a_request_the_writer_cannot_be_sent_fails_alone(tmp_path: Path) -
     assert (first.outcome, first.reason) == ("rejected", "unknown_platform")
     assert isinstance(second, StoreUnavailable)
     assert store.run(queries.counts)["requests"] == 2
+
+
+async def test_a_commands_read_does_not_hold_the_hubs_writes(tmp_path: Path) -> None:
+    """`orderhook export`, `outbox list` and the like read beside a running hub: a slow
+    read must not hold its acks (it took the write turn for its whole length)."""
+    store = Store(tmp_path / "s.db")
+    await store.start()
+    reading, release = threading.Event(), threading.Event()
+    seen: list[int] = []
+
+    def slow_read(conn: sqlite3.Connection) -> int:
+        conn.execute("SELECT count(*) FROM requests").fetchone()
+        reading.set()
+        release.wait(30)
+        return int(conn.execute("SELECT count(*) FROM requests").fetchone()[0])
+
+    command = threading.Thread(target=lambda: seen.append(store.run_read(slow_read)))
+    try:
+        command.start()
+        assert await asyncio.to_thread(reading.wait, 10)
+        # a push is recorded and acked while the command is still reading
+        result = await asyncio.wait_for(store.ingest(IngestJob(record(), [event("1")], OK)), 10)
+        assert result.outcome == "accepted"
+        assert command.is_alive()
+    finally:
+        release.set()
+        await asyncio.to_thread(command.join, 10)
+        await store.stop()
+    assert seen == [0]  # one snapshot for the whole read: from before the push
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        store.run_read(lambda conn: conn.execute("DELETE FROM requests"))
+    assert store.run_read(
+        lambda conn: conn.execute("SELECT count(*) FROM requests").fetchone()
+    ) == (1,)

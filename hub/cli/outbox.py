@@ -71,11 +71,11 @@ def list_(
     flt = delivery_sql.RowFilter(
         state="dead" if dead else state, kind=kind, target=target, order_key=order_key, since=since
     )
-    rows = store.run(lambda conn: delivery_sql.list_rows(conn, flt, limit=limit))
+    rows = store.run_read(lambda conn: delivery_sql.list_rows(conn, flt, limit=limit))
     for row in rows:
         click.echo(json.dumps(row, ensure_ascii=False) if as_json else _line(row))
     if not as_json:
-        counts = store.run(delivery_sql.state_counts)
+        counts = store.run_read(delivery_sql.state_counts)
         summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "empty"
         click.echo(f"({len(rows)} shown; outbox: {summary})", err=True)
 
@@ -91,7 +91,7 @@ def show(row_id: int, config: Path, db: Path | None) -> None:
       orderhook outbox show 42
     """
     store = Store(load_settings(config, db).db)
-    row = store.run(delivery_sql.get_row, row_id)
+    row = store.run_read(delivery_sql.get_row, row_id)
     if row is None:
         raise click.ClickException(f"no outbox row {row_id}")
     click.echo(json.dumps(row, ensure_ascii=False, indent=2))
@@ -136,7 +136,7 @@ def retry(
     flt = delivery_sql.RowFilter(
         state="dead", kind=kind, target=target, order_key=order_key, since=since
     )
-    ids = store.run(delivery_sql.matching_ids, flt)
+    ids = store.run_read(delivery_sql.matching_ids, flt)
     requeued = 0
     chunk = 500
     with click.progressbar(length=len(ids), label="re-queueing", file=sys.stderr) as bar:

@@ -38,7 +38,9 @@ def explain(order_id: str, shop: str | None, config: Path, db: Path | None) -> N
     settings = load_settings(config, db)
     cfg: DispatchConfig = settings.sections["dispatch"]
     store = Store(settings.db)
-    found = [o for o in store.run(orders_sql.find_orders, order_id) if shop in (None, o["shop"])]
+    found = [
+        o for o in store.run_read(orders_sql.find_orders, order_id) if shop in (None, o["shop"])
+    ]
     if not found:
         raise click.ClickException(f"no order {order_id!r} in {settings.db}")
     for order in found:
@@ -60,17 +62,17 @@ def explain(order_id: str, shop: str | None, config: Path, db: Path | None) -> N
                 f"  routed earlier to {stored} by {_rule(order['route_rule'])}; "
                 "the rules have changed since"
             )
-        task = store.run(dispatch_sql.task_for_order, key)
+        task = store.run_read(dispatch_sql.task_for_order, key)
         if task is not None:
             holder = f", {task['assignee']}" if task["assignee"] else ""
             click.echo(
                 f"  task {task['id']}: {task['state']} in {task['grp']} "
                 f"({task['queue']} queue{holder})"
             )
-        for row in reversed(store.run(lambda c, k=key: dispatch_sql.decisions(c, key=k))):
+        for row in reversed(store.run_read(lambda c, k=key: dispatch_sql.decisions(c, key=k))):
             who = f" {row['operator']}" if row["operator"] else ""
             click.echo(f"  {row['at'][:19]} {row['decision']}{who}: {row['detail']}")
-        for change in store.run(orders_sql.transitions, key):
+        for change in store.run_read(orders_sql.transitions, key):
             moved = "" if change["applied"] else f" (ignored: {change['note']})"
             click.echo(
                 f"  {change['at'][:19]} status {change['from_status'] or '-'} -> "
@@ -100,14 +102,14 @@ def test(file: Path, show: int, config: Path, db: Path | None) -> None:
         raise click.ClickException(f"the new rules do not load: {exc}") from None
     settings = load_settings(config, db)
     store = Store(settings.db)
-    total = store.run(orders_sql.count_orders)
+    total = store.run_read(orders_sql.count_orders)
     moves: Counter[tuple[str, str]] = Counter()
     changed: list[str] = []
     checked = 0
     after = None
     with click.progressbar(length=total, label="orders", file=sys.stderr) as bar:
         while True:
-            page = store.run(lambda c, a=after: orders_sql.all_orders(c, after=a, limit=PAGE))
+            page = store.run_read(lambda c, a=after: orders_sql.all_orders(c, after=a, limit=PAGE))
             if not page:
                 break
             for order in page:

@@ -156,7 +156,7 @@ def replay(
     store = Store(settings.db)
     flt = make_filter(ids, **filters)
     if resume_id is not None:
-        run_row = store.run(sandbox_sql.get_run, resume_id)
+        run_row = store.run_read(sandbox_sql.get_run, resume_id)
         if run_row is None:
             raise click.BadParameter(f"no replay run {resume_id}", param_hint="--resume")
         sel = run_row["selection"]
@@ -164,7 +164,7 @@ def replay(
             items = replaying.from_files(Path(p) for p in sel["files"])
         else:  # exactly the requests first selected, not what the filter matches now
             items = replaying.from_store(store, RequestFilter(ids=tuple(sel["request_ids"])))
-        done = store.run(sandbox_sql.answered_items, resume_id)
+        done = store.run_read(sandbox_sql.answered_items, resume_id)
         items = [i for i in items if i.key not in done]
         target, exact_url = run_row["target"], not run_row["keep_path"]
         resign = resign or run_row["mode"] == "resign"
@@ -385,7 +385,7 @@ def export(
     Exit codes: 0 written, 3 nothing selected.
     """
     store = Store(open_settings(config, db).db)
-    rows = store.run(sandbox_sql.select_requests, make_filter(ids, **filters))
+    rows = store.run_read(sandbox_sql.select_requests, make_filter(ids, **filters))
     if not rows:
         click.echo("no request matches", err=True)
         sys.exit(EXIT_EMPTY)

@@ -99,7 +99,7 @@ def list_(as_json: bool, config: Path, db: Path | None) -> None:
       orderhook subscriptions list --json
     """
     store = Store(load_settings(config, db).db)
-    for sub in store.run(delivery_sql.list_subscriptions):
+    for sub in store.run_read(delivery_sql.list_subscriptions):
         click.echo(json.dumps(subs.public(sub)) if as_json else _describe(sub))
 
 

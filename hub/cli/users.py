@@ -54,7 +54,7 @@ def list_(config: Path, db: Path | None) -> None:
       orderhook users list
     """
     store = Store(load_settings(config, db).db)
-    for user in store.run(queries.list_users):
+    for user in store.run_read(queries.list_users):
         state = "disabled" if user["disabled"] else f"{user['tokens']} token(s)"
         click.echo(f"{user['name']:<24} {user['role']:<11} {state}")
 

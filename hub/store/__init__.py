@@ -9,10 +9,11 @@
     value = await store.offload(fn, *args)  # the same in the stage runner process
     rows = await store.read(fn, *args)    # fn(conn, *args) on a reader thread
     value = store.run(fn, *args)          # synchronous, own connection (CLI, tests)
+    rows = store.run_read(fn, *args)      # the same, read-only, without a write turn
 
 All SQL lives in this package (`ingest_sql`, `queries`); handlers pass functions from
 there and never build SQL. A PostgreSQL backend replaces this package behind the same
-five calls.
+same calls.
 """
 
 from __future__ import annotations
@@ -252,6 +253,22 @@ class Store:
             with self._reads_done:
                 self._reading -= 1
                 self._reads_done.notify_all()
+
+    def run_read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run fn(conn, *args) on a fresh read-only connection, in one read transaction
+        (CLI, tests). It takes no write turn: `Store.run` does, and a command's slow read
+        (an export, a listing) held every ack of a running hub until it finished."""
+        self.migrate()
+        conn = connect(self.path)
+        try:
+            conn.execute("PRAGMA query_only=1")
+            conn.execute("BEGIN")  # one snapshot for all of fn's statements
+            try:
+                return fn(conn, *args)
+            finally:
+                conn.execute("ROLLBACK")
+        finally:
+            conn.close()
 
     def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run fn(conn, *args) in its own transaction on a fresh connection (CLI, tests).
