@@ -243,6 +243,8 @@ async def list_outbox(request: Request) -> Response:
         target=q.get("target"),
         order_key=q.get("order_key"),
     )
+    if flt.state is not None and flt.state not in delivery_sql.STATES:
+        return _error(400, "bad_query", f"state is one of {', '.join(delivery_sql.STATES)}")
     rows = await _hub(request).store.read(
         lambda conn: delivery_sql.list_rows(conn, flt, limit=limit, before_id=before)
     )

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from hub.model import iso_utc, parse_iso
-from hub.store import dispatch_sql, queries
+from hub.store import delivery_sql, dispatch_sql, queries
 
 OPEN_ORDER_STATUSES = ("created", "paid", "assigned", "picking", "packed")
 
@@ -60,11 +60,11 @@ def snapshot(conn: sqlite3.Connection, now: datetime) -> dict[str, Any]:
     )
     dead = _rows(
         conn.execute(
-            "SELECT id, kind, target, last_error, updated_at FROM outbox WHERE state = 'dead' "
-            "ORDER BY id DESC LIMIT 10"
+            "SELECT id, kind, target, last_error, updated_at FROM outbox INDEXED BY outbox_dead "
+            "WHERE state = 'dead' ORDER BY id DESC LIMIT 10"
         )
     )
-    dead_total = conn.execute("SELECT count(*) FROM outbox WHERE state = 'dead'").fetchone()[0]
+    dead_total = delivery_sql.state_counts(conn).get("dead", 0)
     return {
         "at": iso_utc(now),
         "stages": {status: stages.get(status, 0) for status in OPEN_ORDER_STATUSES},

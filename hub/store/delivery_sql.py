@@ -187,8 +187,8 @@ def disable_lane_rows(conn: sqlite3.Connection, kind: str, target: str, reason: 
     """A receiver said 410 Gone: park its waiting rows (re-queued when it is re-enabled)."""
     now = _now()
     return conn.execute(
-        "UPDATE outbox SET state = 'disabled', last_error = ?, updated_at = ?, settled_at = ? "
-        "WHERE kind = ? AND target = ? AND state = 'pending'",
+        "UPDATE outbox INDEXED BY outbox_due SET state = 'disabled', last_error = ?, "
+        "updated_at = ?, settled_at = ? WHERE kind = ? AND target = ? AND state = 'pending'",
         (reason, now, now, kind, target),
     ).rowcount
 
@@ -201,18 +201,38 @@ ROW_COLUMNS = (
 )
 
 
+# Each state's rows by the partial index holding only them (schema.m0015). They take
+# the state as a literal, not a parameter: SQLite uses a partial index only when the
+# query's own WHERE says it applies. Delivered rows are most of the table: newest first,
+# a walk by id finds them at once.
+STATE_INDEX = {
+    "pending": "outbox_due",
+    "leased": "outbox_lease",
+    "dead": "outbox_dead",
+    "disabled": "outbox_disabled",
+}
+
+
 @dataclass(frozen=True)
 class RowFilter:
-    state: str | None = None
+    state: str | None = None  # one of STATES (ValueError otherwise)
     kind: str | None = None
     target: str | None = None
     order_key: str | None = None
     since: str | None = None  # created at or after (ISO UTC)
 
+    def source(self) -> str:
+        """The table, through the index of the state asked for."""
+        index = STATE_INDEX.get(self.state or "")
+        return f"outbox INDEXED BY {index}" if index else "outbox"
+
     def where(self) -> tuple[str, list[Any]]:
         clauses, args = ["1=1"], []
+        if self.state is not None:
+            if self.state not in STATES:
+                raise ValueError(f"outbox state is one of {', '.join(STATES)}")
+            clauses.append(f"{'' if self.state in STATE_INDEX else '+'}state = '{self.state}'")
         for column, value in (
-            ("state", self.state),
             ("kind", self.kind),
             ("target", self.target),
             ("order_key", self.order_key),
@@ -235,7 +255,7 @@ def list_rows(
         args.append(before_id)
     return _rows(
         conn.execute(
-            f"SELECT {ROW_COLUMNS} FROM outbox WHERE {where} ORDER BY id DESC LIMIT ?",
+            f"SELECT {ROW_COLUMNS} FROM {flt.source()} WHERE {where} ORDER BY id DESC LIMIT ?",
             (*args, limit),
         )
     )
@@ -291,7 +311,8 @@ def requeue(conn: sqlite3.Connection, ids: list[int]) -> list[int]:
 
 def matching_ids(conn: sqlite3.Connection, flt: RowFilter) -> list[int]:
     where, args = flt.where()
-    return [r[0] for r in conn.execute(f"SELECT id FROM outbox WHERE {where} ORDER BY id", args)]
+    cur = conn.execute(f"SELECT id FROM {flt.source()} WHERE {where} ORDER BY id", args)
+    return [r[0] for r in cur]
 
 
 # --- subscriptions ------------------------------------------------------------------------
@@ -368,8 +389,9 @@ def set_subscription_disabled(conn: sqlite3.Connection, sub_id: int, reason: str
 def requeue_disabled(conn: sqlite3.Connection, kind: str, target: str) -> int:
     now = _now()
     return conn.execute(
-        "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, "
-        "settled_at = NULL, updated_at = ? WHERE kind = ? AND target = ? AND state = 'disabled'",
+        "UPDATE outbox INDEXED BY outbox_disabled SET state = 'pending', attempts = 0, "
+        "next_attempt_at = ?, settled_at = NULL, updated_at = ? "
+        "WHERE kind = ? AND target = ? AND state = 'disabled'",
         (now, now, kind, target),
     ).rowcount
 

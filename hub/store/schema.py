@@ -574,3 +574,17 @@ def m0014_requests_by_outcome(db: Database) -> None:
     # follow the id and each is a seek (docs/performance.md, "Seventh round").
     db.execute("DROP INDEX requests_outcome")
     db.execute("CREATE INDEX requests_outcome ON requests(outcome)")
+
+
+@migrations(name="0015_outbox_by_state")
+def m0015_outbox_by_state(db: Database) -> None:
+    # The outbox's state indexes hold only the rows of their state. (state, ...) indexes
+    # held every delivered row too, the most of the table, written for nothing; and a
+    # list of the dead rows (the board, four times a second while watched, and `outbox
+    # list --dead`) gathered and sorted every dead row, or walked the whole outbox.
+    db.execute("DROP INDEX outbox_due")
+    db.execute("CREATE INDEX outbox_due ON outbox(next_attempt_at) WHERE state = 'pending'")
+    db.execute("DROP INDEX outbox_lease")
+    db.execute("CREATE INDEX outbox_lease ON outbox(lease_until) WHERE state = 'leased'")
+    db.execute("CREATE INDEX outbox_dead ON outbox(id) WHERE state = 'dead'")
+    db.execute("CREATE INDEX outbox_disabled ON outbox(id) WHERE state = 'disabled'")

@@ -1,16 +1,18 @@
 """The outbox's rows by state (the backlog gauge, `orderhook outbox`) are counted by
-triggers, and neither the gauge nor the hourly prune walks the delivered rows kept for
-`keep_done_days`."""
+triggers, and neither the gauge, the hourly prune nor a list of one state's rows walks
+the delivered rows kept for `keep_done_days`."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from sqlite_utils import Database
 
-from hub.store import delivery_sql, schema
+from hub.store import board_sql, delivery_sql, schema
 from hub.store.outbox_sql import enqueue
 
 NOW = "2026-11-11T00:00:00.000000Z"
@@ -85,3 +87,42 @@ def test_the_gauge_and_the_prune_do_not_walk_the_delivered_rows() -> None:
     conn.set_progress_handler(None, 0)
     # counting 5,000 index entries alone takes ~20,000 VM steps
     assert steps["x100"] < 10, steps
+
+
+def test_each_states_rows_are_read_without_the_delivered_ones() -> None:
+    """The board's dead rows (four times a second while watched), `outbox list --state`,
+    `retry --dead` and a receiver's 410 read only the rows of the state they want."""
+    conn = fresh()
+    conn.execute("BEGIN")
+    queue(conn, 5_000)
+    for row_id in lease(conn, 5_000):
+        delivery_sql.settle(conn, row_id, state="done", counted=False)
+    conn.execute("COMMIT")
+    dead = queue(conn, 3)
+    for row_id in lease(conn, 3):
+        delivery_sql.settle(conn, row_id, state="dead", counted=True, error="400")
+    waiting = queue(conn, 4)
+
+    steps = Counter[str]()
+    conn.set_progress_handler(lambda: steps.update(["x100"]), 100)
+
+    def listed(state: str, limit: int = 50) -> list[int]:
+        flt = delivery_sql.RowFilter(state=state)
+        return [r["id"] for r in delivery_sql.list_rows(conn, flt, limit=limit)]
+
+    assert listed("dead") == dead[::-1]
+    assert listed("pending") == waiting[::-1]
+    assert listed("done", limit=2) == [5_000, 4_999]
+    assert delivery_sql.matching_ids(conn, delivery_sql.RowFilter(state="dead")) == dead
+    snap = board_sql.snapshot(conn, datetime(2026, 11, 11, tzinfo=UTC))
+    assert snap["dead_outbox"]["total"] == 3
+    assert [r["id"] for r in snap["dead_outbox"]["recent"]] == dead[::-1]
+    # the receiver answers 410 Gone, then is re-enabled
+    assert delivery_sql.disable_lane_rows(conn, "notify", "ops", "410 Gone") == 4
+    assert listed("disabled") == waiting[::-1]
+    assert delivery_sql.requeue_disabled(conn, "notify", "ops") == 4
+    conn.set_progress_handler(None, 0)
+    # one pass over the 5,000 delivered rows alone takes ~200 hundreds of steps
+    assert steps["x100"] < 40, steps
+    with pytest.raises(ValueError, match="state is one of"):
+        delivery_sql.RowFilter(state="lost").where()

@@ -42,6 +42,7 @@ async def test_subscription_admin_api(make_settings):
         )
         bad_rotate = await client.post(f"/api/subscriptions/{sub['id']}/rotate", json=[1])
         bad_limit = await client.get("/api/outbox", params={"limit": "-1"})
+        bad_state = await client.get("/api/outbox", params={"state": "lost"})
         forbidden = await client.get(
             "/api/subscriptions", headers={"authorization": f"Bearer {operator}"}
         )
@@ -53,6 +54,7 @@ async def test_subscription_admin_api(make_settings):
     assert bad_json.status_code == 400
     assert unknown.status_code == 404 and bad_action.status_code == 404
     assert bad_secret.status_code == bad_rotate.status_code == bad_limit.status_code == 400
+    assert bad_state.status_code == 400 and "pending" in bad_state.json()["error"]["detail"]
     assert forbidden.status_code == 403
 
 
