@@ -200,3 +200,32 @@ def test_what_hand_out_and_the_board_read_does_not_walk_the_open_tasks() -> None
     }
     # walking 3,000 tasks (or orders) takes tens of thousands of VM steps; a seek per group, hundreds
     assert steps["x1000"] < 5, steps
+
+
+def test_closed_tasks_are_listed_newest_first_without_sorting_them_all() -> None:
+    conn = fresh()
+    tasks = [
+        dispatch_sql.new_task(n + 1, ("standard", "acme", f"o{n}"), "general", n % 3, None, NOW)
+        for n in range(3000)
+    ]
+    dispatch_sql.insert_tasks(conn, tasks)
+    dispatch_sql.close_tasks(
+        conn, [(n, "done" if n % 2 else "cancelled", "shipped") for n in range(1, 2991)], NOW
+    )
+    steps = Counter[str]()
+    conn.set_progress_handler(lambda: steps.update(["x1000"]), 1000)
+    done = dispatch_sql.list_tasks(conn, states=("done",), limit=3)
+    closed = dispatch_sql.list_tasks(conn, states=("done", "cancelled"), limit=3)
+    conn.set_progress_handler(None, 0)
+    assert [t["id"] for t in done] == [2989, 2987, 2985]
+    assert [t["id"] for t in closed] == [2990, 2989, 2988]
+    # the open ones still come in the order they should be taken: priority first
+    waiting = dispatch_sql.list_tasks(conn, limit=5)
+    assert [(t["priority"], t["id"]) for t in waiting] == [
+        (2, 2991),
+        (2, 2994),
+        (2, 2997),
+        (2, 3000),
+        (1, 2993),
+    ]
+    assert steps["x1000"] < 3, steps

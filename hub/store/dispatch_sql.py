@@ -265,7 +265,12 @@ def list_tasks(
     limit: int = 200,
 ) -> list[dict[str, Any]]:
     states = tuple(states)
-    where = [f"state IN ({','.join('?' * len(states))})"]
+    # open work in the order it should be taken; closed tasks, which pile up all night,
+    # newest first by a walk by id (`+state`: sorting all of them by priority through
+    # tasks_queue took 89 ms at 480,000)
+    open_work = bool(set(states) & set(OPEN_STATES))
+    order = "priority DESC, waiting_since, id" if open_work else "id DESC"
+    where = [f"{'' if open_work else '+'}state IN ({','.join('?' * len(states))})"]
     args: list[Any] = list(states)
     if groups is not None:
         group_list = tuple(groups)
@@ -278,8 +283,7 @@ def list_tasks(
         where.append("queue = ?")
         args.append(queue)
     cur = conn.execute(
-        f"SELECT {TASK_COLUMNS} FROM tasks WHERE {' AND '.join(where)} "
-        "ORDER BY priority DESC, waiting_since, id LIMIT ?",
+        f"SELECT {TASK_COLUMNS} FROM tasks WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?",
         (*args, limit),
     )
     return _rows(cur)
