@@ -13,7 +13,7 @@
 
 All SQL lives in this package (`ingest_sql`, `queries`); handlers pass functions from
 there and never build SQL. A PostgreSQL backend replaces this package behind the same
-same calls.
+calls.
 """
 
 from __future__ import annotations
