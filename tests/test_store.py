@@ -1,14 +1,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
 import threading
 from datetime import UTC, datetime
 
 import pytest
+from sqlite_utils import Database
 
 from connectors.base import Reply
 from hub.model import Kind, OrderEvent
-from hub.store import IngestJob, RequestRecord, Store, queries
+from hub.store import IngestJob, RequestRecord, Store, queries, schema
 
 pytestmark = pytest.mark.anyio
 
@@ -50,6 +53,27 @@ async def test_migrations_are_numbered_and_recorded(tmp_path) -> None:  # type: 
     )
     assert names[:2] == ["0001_foundation", "0002_outbox"]
     assert store.run(lambda c: c.execute("PRAGMA journal_mode").fetchone()[0]) == "wal"
+
+
+def test_an_upgrade_says_which_migrations_it_runs_and_how_long_they_took(tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
+    """An upgrade may rebuild an index over millions of rows before the port opens."""
+    fresh = Store(tmp_path / "new.db")
+    with caplog.at_level(logging.INFO, logger="orderhook.store"):
+        fresh.migrate()  # a new file: nothing to say
+    assert "migrat" not in caplog.text
+
+    old = tmp_path / "old.db"
+    conn = sqlite3.connect(old)
+    schema.migrations.apply(Database(conn), stop_before="0014_requests_by_outcome")
+    pending = [m.name for m in schema.migrations.pending(Database(conn))]
+    conn.close()
+    with caplog.at_level(logging.INFO, logger="orderhook.store"):
+        Store(old).migrate()
+        Store(old).migrate()  # once
+    lines = [r.getMessage() for r in caplog.records if r.name == "orderhook.store"]
+    assert pending[:2] == ["0014_requests_by_outcome", "0015_outbox_by_state"]
+    assert lines[0] == f"migrating {old}: {', '.join(pending)}"
+    assert lines[1].startswith(f"migrated {old} in ") and len(lines) == 2
 
 
 async def test_a_failing_job_does_not_take_its_batch_down(tmp_path) -> None:  # type: ignore[no-untyped-def]

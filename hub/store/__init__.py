@@ -96,7 +96,17 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = connect(self.path)
         try:
-            schema.apply(Database(conn))
+            db = Database(conn)
+            pending = [m.name for m in schema.migrations.pending(db)]
+            # an upgrade may rebuild an index over millions of rows: seconds before the port
+            # opens, which whoever watches the start should know about (a new file: quiet)
+            upgrade = bool(pending) and bool(schema.migrations.applied(db))
+            if upgrade:
+                log.warning("migrating %s: %s", self.path, ", ".join(pending))
+            started = time.monotonic()
+            schema.apply(db)
+            if upgrade:
+                log.warning("migrated %s in %.1f s", self.path, time.monotonic() - started)
         finally:
             conn.close()
 
