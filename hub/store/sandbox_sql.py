@@ -55,12 +55,6 @@ class RequestFilter:
         return {k: v for k, v in values.items() if v is not None} | {"ids": list(self.ids)}
 
 
-def count_requests(conn: sqlite3.Connection, flt: RequestFilter) -> int:
-    where, args = flt.where()
-    n = int(conn.execute(f"SELECT count(*) FROM requests WHERE {where}", args).fetchone()[0])
-    return min(n, flt.limit) if flt.limit is not None else n
-
-
 ID_CHUNK = 10000  # below SQLite's limit on bound parameters
 
 
