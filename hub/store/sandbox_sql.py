@@ -77,13 +77,19 @@ def select_requests(conn: sqlite3.Connection, flt: RequestFilter) -> list[dict[s
 def requests_after(
     conn: sqlite3.Connection, after_id: int, outcomes: tuple[str, ...], limit: int = 200
 ) -> list[dict[str, Any]]:
-    """Requests past a cursor with one of these outcomes, oldest first (live stream): a
-    walk by id from the cursor (`+outcome` keeps the planner off the outcome index,
-    which would gather and sort every match past the cursor before the LIMIT)."""
+    """Requests past a cursor with one of these outcomes, oldest first (live stream): for
+    each outcome, its next `limit` by a seek in `requests_outcome` (outcome, then id),
+    merged. However far behind the cursor is, and however rare the outcome (a listener
+    of rejected requests only), it reads at most `limit` rows an outcome: a walk by id
+    read every request since the last match, and an `outcome IN (...)` gathered and
+    sorted every match since the cursor."""
+    one = (
+        f"SELECT * FROM (SELECT {REQUEST_COLUMNS} FROM requests "
+        "WHERE outcome = ? AND id > ? ORDER BY id LIMIT ?)"
+    )
     cur = conn.execute(
-        f"SELECT {REQUEST_COLUMNS} FROM requests WHERE id > ? "
-        f"AND +outcome IN ({','.join('?' * len(outcomes))}) ORDER BY id LIMIT ?",
-        (after_id, *outcomes, limit),
+        " UNION ALL ".join([one] * len(outcomes)) + " ORDER BY id LIMIT ?",
+        (*(arg for outcome in outcomes for arg in (outcome, after_id, limit)), limit),
     )
     return [_request_row(cur, row) for row in cur.fetchall()]
 
