@@ -23,6 +23,7 @@ from typing import Any
 import click
 
 from bench import (
+    aged,
     ingest,
     latency,
     machine,
@@ -58,6 +59,13 @@ HERE = Path(__file__).resolve().parent
     default=30.0,
     show_default=True,
     help="Steady 1,000 paid orders/s into one hub, CPU and memory per window (0: skip).",
+)
+@click.option(
+    "--aged-scale",
+    type=float,
+    default=0.25,
+    show_default=True,
+    help="Size of the month-old database whose reads are timed (1.0: 2M requests; 0: skip).",
 )
 @click.option(
     "--replay",
@@ -96,6 +104,7 @@ def main(
     rates: str,
     latency_seconds: float,
     soak_seconds: float,
+    aged_scale: float,
     replay_count: int,
     with_profile: bool,
     work: Path | None,
@@ -116,6 +125,7 @@ def main(
         rate_list, latency_seconds, replay_count = [50], 2.0, 100
         soak_rate, soak_seconds, soak_window = 50, min(soak_seconds, 2.0), 0.5
         writer_pushes, writer_rounds = 200, 1
+        aged_scale = min(aged_scale, 0.0001)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     work = (work or HERE / "out" / stamp).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -139,6 +149,9 @@ def main(
     if soak_seconds > 0:
         echo(f"soak: {soak_rate} paid orders/s for {soak_seconds:g} s into one hub")
         results["soak"] = soak.run(soak_rate, soak_seconds, soak_window, work / "soak")
+    if aged_scale > 0:
+        echo(f"aged: the hub's reads on a month-old database (scale {aged_scale:g})")
+        results["aged"] = aged.run(work / "aged", aged_scale, rounds=3)
     echo("replay:")
     results["replay"] = replay.run(
         work / "replay", Path(results["ingest"]["db"]), replay_count, echo

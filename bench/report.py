@@ -69,6 +69,7 @@ def table(r: dict[str, Any]) -> str:
             f"{x['statuses'].get('503', 0)} answered 503 (shed: sent again by the platform)"
         )
     lines += _soak(r.get("soak"))
+    lines += _aged(r.get("aged"))
     rp = r["replay"]
     lines += ["", f"Replay: {rp.get('method', rp.get('skipped'))}"]
     for x in rp.get("runs", []):
@@ -122,6 +123,17 @@ def _soak(sk: dict[str, Any] | None) -> list[str]:
         before = first["cpu_us_per_push"].get(name, 0)
         mb0, mb1 = first["rss_mb"].get(name, 0.0), last["rss_mb"].get(name, 0.0)
         lines.append(f"  {name:20} {before:>20,} -> {cpu:>6,} us {mb0:>16.0f} -> {mb1:>5.0f}")
+    return lines
+
+
+def _aged(ag: dict[str, Any] | None) -> list[str]:
+    """Each read on the month-old database: a read that walks a table shows here."""
+    if not ag:
+        return []
+    rows = ", ".join(f"{n:,} {table}" for table, n in ag["rows"].items())
+    lines = ["", f"Aged database ({rows}; best of 3)"]
+    for name, x in ag["reads"].items():
+        lines.append(f"  {name:40} {x['ms']:>9.2f} ms  ({x['found']:,} found)  {x['who']}")
     return lines
 
 

@@ -64,6 +64,13 @@ def test_smoke_run_counts_every_ack_in_the_database(tmp_path: Path) -> None:
     # the soak acked every push and its first and last windows are in the table
     assert results["soak"]["acked"] == results["soak"]["pushes"] > 0
     assert "Soak: 50 paid orders/s" in output and "first -> last window" in output
+    # every read of the month-old database found what it was timed for
+    aged = results["aged"]
+    assert min(aged["rows"].values()) >= 2000
+    assert {name: x["found"] > 0 for name, x in aged["reads"].items()} == {
+        name: True for name in aged["reads"]
+    }
+    assert "Aged database (" in output and "an ERP's shipment by order id" in output
     # `orderhook replay` itself sent the recordings, and stored each answer with its run
     replayed = results["replay"]["runs"][0]
     assert replayed["requests"] > 0 and replayed["statuses"] == {"200": replayed["requests"]}

@@ -498,7 +498,7 @@ def get_shipment(conn: sqlite3.Connection, shipment_id: int) -> dict[str, Any] |
     return _one(conn.execute("SELECT * FROM shipments WHERE id = ?", (shipment_id,)))
 
 
-def prune_done(conn: sqlite3.Connection, settled_before: str, limit: int = 1000) -> int:
+def prune_done(conn: sqlite3.Connection, settled_before: str, limit: int = 500) -> int:
     """Retention: drop delivered rows (and their attempts) settled before the cutoff.
     Dead and parked rows stay until someone deals with them. At most `limit` rows a
     call, found by the partial index `outbox_settled`: run it by `Store.write_in_steps`,
