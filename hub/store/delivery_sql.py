@@ -506,8 +506,8 @@ def prune_done(conn: sqlite3.Connection, settled_before: str, limit: int = 500) 
     ids = [
         r[0]
         for r in conn.execute(
-            # pinned: without it the planner prefers (state = ?) on outbox_lease and reads
-            # every delivered row to test its settled_at
+            # pinned: a seek to the oldest delivered rows whatever the planner guesses (it
+            # once chose a (state, ...) index and read every delivered row's settled_at)
             "SELECT id FROM outbox INDEXED BY outbox_settled "
             "WHERE state = 'done' AND settled_at < ? LIMIT ?",
             (settled_before, limit),
