@@ -83,6 +83,8 @@ def requests_after(
     of rejected requests only), it reads at most `limit` rows an outcome: a walk by id
     read every request since the last match, and an `outcome IN (...)` gathered and
     sorted every match since the cursor."""
+    if not outcomes:
+        return []
     one = (
         f"SELECT * FROM (SELECT {REQUEST_COLUMNS} FROM requests "
         "WHERE outcome = ? AND id > ? ORDER BY id LIMIT ?)"
