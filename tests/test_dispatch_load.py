@@ -6,15 +6,14 @@ and the board shows a backlog that is not there."""
 from __future__ import annotations
 
 import sqlite3
-from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlite_utils import Database
 
-from hub.store import board_sql, dispatch_sql, orders_sql, schema
+from hub.store import board_sql, dispatch_sql, orders_sql
+from tests.db_support import migrated, vm_steps
 
 NOW = "2026-11-11T00:00:00.000000Z"
 OPERATORS = ["ana", "bo", "cy"]
@@ -22,8 +21,7 @@ OPERATORS = ["ana", "bo", "cy"]
 
 def fresh(path: Path | None = None, *, stop_before: str | None = None) -> sqlite3.Connection:
     """A migrated database with the three operators working in `general`."""
-    conn = sqlite3.connect(path or ":memory:", isolation_level=None)
-    schema.migrations.apply(Database(conn), stop_before=stop_before)
+    conn = migrated(path or ":memory:", stop_before=stop_before)
     staff = [(name, ["general"], 5, "working") for name in OPERATORS]
     dispatch_sql.sync_operators(conn, staff, NOW)
     return conn
@@ -177,29 +175,29 @@ def test_what_hand_out_and_the_board_read_does_not_walk_the_open_tasks() -> None
     dispatch_sql.insert_tasks(conn, tasks)
     dispatch_sql.requeue_task(conn, 1, NOW, queue="supervisor", escalated=True)  # north
     dispatch_sql.assign_tasks(conn, [(2, "ana")] + [(n, "bo") for n in range(3, 1500)], NOW)
-    steps = Counter[str]()
-    conn.set_progress_handler(lambda: steps.update(["x1000"]), 1000)
-    assert sorted(dispatch_sql.groups_with_queue(conn)) == ["general", "south", "vip"]
-    assert sorted(dispatch_sql.open_task_groups(conn)) == [
-        "east",
-        "general",
-        "north",
-        "south",
-        "vip",
-    ]
-    assert loads(conn) == {"ana": 1, "bo": 1497}
-    board = board_sql.snapshot(conn, datetime(2026, 11, 11, 0, 1, tzinfo=UTC))
-    assert board["backlog"]["north"]["escalated"] == 1
-    assert board["backlog"]["general"]["oldest_unclaimed_s"] == 60
-    assert board["stages"] == {
-        "created": 0,
-        "paid": 1000,
-        "assigned": 1000,
-        "picking": 1000,
-        "packed": 0,
-    }
-    # walking 3,000 tasks (or orders) takes tens of thousands of VM steps; a seek per group, hundreds
-    assert steps["x1000"] < 5, steps
+    with vm_steps(conn, 1000) as steps:
+        assert sorted(dispatch_sql.groups_with_queue(conn)) == ["general", "south", "vip"]
+        assert sorted(dispatch_sql.open_task_groups(conn)) == [
+            "east",
+            "general",
+            "north",
+            "south",
+            "vip",
+        ]
+        assert loads(conn) == {"ana": 1, "bo": 1497}
+        board = board_sql.snapshot(conn, datetime(2026, 11, 11, 0, 1, tzinfo=UTC))
+        assert board["backlog"]["north"]["escalated"] == 1
+        assert board["backlog"]["general"]["oldest_unclaimed_s"] == 60
+        assert board["stages"] == {
+            "created": 0,
+            "paid": 1000,
+            "assigned": 1000,
+            "picking": 1000,
+            "packed": 0,
+        }
+    # walking 3,000 tasks (or orders) takes tens of thousands of VM steps; a seek per group,
+    # hundreds
+    assert steps.ticks < 5, steps
 
 
 def test_closed_tasks_are_listed_newest_first_without_sorting_them_all() -> None:
@@ -212,11 +210,9 @@ def test_closed_tasks_are_listed_newest_first_without_sorting_them_all() -> None
     dispatch_sql.close_tasks(
         conn, [(n, "done" if n % 2 else "cancelled", "shipped") for n in range(1, 2991)], NOW
     )
-    steps = Counter[str]()
-    conn.set_progress_handler(lambda: steps.update(["x1000"]), 1000)
-    done = dispatch_sql.list_tasks(conn, states=("done",), limit=3)
-    closed = dispatch_sql.list_tasks(conn, states=("done", "cancelled"), limit=3)
-    conn.set_progress_handler(None, 0)
+    with vm_steps(conn, 1000) as steps:
+        done = dispatch_sql.list_tasks(conn, states=("done",), limit=3)
+        closed = dispatch_sql.list_tasks(conn, states=("done", "cancelled"), limit=3)
     assert [t["id"] for t in done] == [2989, 2987, 2985]
     assert [t["id"] for t in closed] == [2990, 2989, 2988]
     # the open ones still come in the order they should be taken: priority first
@@ -228,4 +224,4 @@ def test_closed_tasks_are_listed_newest_first_without_sorting_them_all() -> None
         (2, 3000),
         (1, 2993),
     ]
-    assert steps["x1000"] < 3, steps
+    assert steps.ticks < 3, steps

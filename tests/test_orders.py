@@ -3,14 +3,11 @@ every status-bearing event leaves a transition row with the event that caused it
 
 from __future__ import annotations
 
-import sqlite3
-from collections import Counter
-
 import pytest
-from sqlite_utils import Database
 
 from hub import orders
-from hub.store import orders_sql, queries, schema
+from hub.store import orders_sql, queries
+from tests.db_support import migrated, vm_steps
 from tests.dispatch_support import eventually, push
 
 pytestmark = pytest.mark.anyio
@@ -103,8 +100,7 @@ async def test_facts_from_later_events_merge(hub, client):
 def test_an_order_id_is_found_in_every_shop_without_reading_every_order():
     """An ERP reports a shipment by the platform's order id alone; at a million orders,
     reading them all took 160 ms a report."""
-    conn = sqlite3.connect(":memory:", isolation_level=None)
-    schema.migrations.apply(Database(conn))
+    conn = migrated()
     shops = [("douyin", "flagship"), ("jd", "outlet"), ("taobao", "flagship"), ("taobao", "tmall")]
     rows = [
         orders_sql.order_row(
@@ -125,11 +121,9 @@ def test_an_order_id_is_found_in_every_shop_without_reading_every_order():
     orders_sql.save_orders(conn, [(*rows[0][:2], "shared", *rows[0][3:])])  # douyin/flagship
     orders_sql.save_orders(conn, [(*rows[-1][:2], "shared", *rows[-1][3:])])  # taobao/tmall
 
-    steps = Counter[str]()
-    conn.set_progress_handler(lambda: steps.update(["x100"]), 100)
-    found = orders_sql.find_orders(conn, "shared")
-    one = orders_sql.find_orders(conn, "00000042")
-    conn.set_progress_handler(None, 0)
+    with vm_steps(conn, 100) as steps:
+        found = orders_sql.find_orders(conn, "shared")
+        one = orders_sql.find_orders(conn, "00000042")
 
     assert [(o["platform"], o["shop"]) for o in found] == [
         ("douyin", "flagship"),
@@ -141,4 +135,4 @@ def test_an_order_id_is_found_in_every_shop_without_reading_every_order():
     assert orders_sql.find_orders(conn, "nowhere") == []
     assert orders_sql.shops_with_orders(conn) == shops
     # reading the 6,000 orders alone takes ~25,000 VM steps
-    assert steps["x100"] < 20, steps
+    assert steps.ticks < 20, steps

@@ -5,23 +5,20 @@ of an outcome, which grow for `hub.retention_days`."""
 from __future__ import annotations
 
 import sqlite3
-from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlite_utils import Database
-
 from hub.model import iso_utc
-from hub.store import board_sql, queries, sandbox_sql, schema
+from hub.store import board_sql, queries, sandbox_sql
+from tests.db_support import migrated, vm_steps
 
 START = datetime(2026, 11, 11, tzinfo=UTC)
 N = 7_200  # one a second for two hours; every 50th rejected
 
 
 def requests_db() -> sqlite3.Connection:
-    conn = sqlite3.connect(":memory:", isolation_level=None)
-    schema.migrations.apply(Database(conn))
+    conn = migrated()
     conn.executemany(
         "INSERT INTO requests (id, received_at, method, path, headers, body, outcome, reason, "
         "response_status) VALUES (?, ?, 'POST', '/webhooks/standard/acme', '[]', x'7b7d', ?, ?, ?)",
@@ -41,12 +38,9 @@ def requests_db() -> sqlite3.Connection:
 
 def steps_of(conn: sqlite3.Connection, read: Callable[[], Any]) -> tuple[Any, int]:
     """What `read` returns, and how many hundreds of SQLite VM steps it took."""
-    steps = Counter[str]()
-    conn.set_progress_handler(lambda: steps.update(["x100"]), 100)
-    try:
-        return read(), steps["x100"]
-    finally:
-        conn.set_progress_handler(None, 0)
+    with vm_steps(conn, 100) as steps:
+        found = read()
+    return found, steps.ticks
 
 
 def test_the_newest_of_an_outcome_are_a_seek_away() -> None:

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import threading
 from datetime import UTC, datetime
 
@@ -12,6 +11,7 @@ from sqlite_utils import Database
 from connectors.base import Reply
 from hub.model import Kind, OrderEvent
 from hub.store import IngestJob, RequestRecord, Store, queries, schema
+from tests.db_support import migrated
 
 pytestmark = pytest.mark.anyio
 
@@ -63,8 +63,7 @@ def test_an_upgrade_says_which_migrations_it_runs_and_how_long_they_took(tmp_pat
     assert "migrat" not in caplog.text
 
     old = tmp_path / "old.db"
-    conn = sqlite3.connect(old)
-    schema.migrations.apply(Database(conn), stop_before="0014_requests_by_outcome")
+    conn = migrated(old, stop_before="0014_requests_by_outcome")
     pending = [m.name for m in schema.migrations.pending(Database(conn))]
     conn.close()
     with caplog.at_level(logging.INFO, logger="orderhook.store"):

@@ -5,24 +5,17 @@ the delivered rows kept for `keep_done_days`."""
 from __future__ import annotations
 
 import sqlite3
-from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlite_utils import Database
 
-from hub.store import board_sql, delivery_sql, schema
+from hub.store import board_sql, delivery_sql
 from hub.store.outbox_sql import enqueue
+from tests.db_support import migrated, vm_steps
 
 NOW = "2026-11-11T00:00:00.000000Z"
 LATER = "2026-11-11T00:10:00.000000Z"
-
-
-def fresh(path: Path | str = ":memory:", *, stop_before: str | None = None) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None)
-    schema.migrations.apply(Database(conn), stop_before=stop_before)
-    return conn
 
 
 def recount(conn: sqlite3.Connection) -> dict[str, int]:
@@ -49,14 +42,14 @@ def lease(conn: sqlite3.Connection, limit: int) -> list[int]:
 
 def test_a_database_from_before_the_counts_gets_them_from_its_rows(tmp_path: Path) -> None:
     db = tmp_path / "old.db"
-    conn = fresh(db, stop_before="0012_outbox_housekeeping")
+    conn = migrated(db, stop_before="0012_outbox_housekeeping")
     ids = queue(conn, 6)
     leased = lease(conn, 4)
     delivery_sql.settle(conn, leased[0], state="done", counted=False)
     delivery_sql.settle(conn, leased[1], state="dead", counted=True, error="410")
     conn.close()
 
-    conn = fresh(db)  # the hub starting on it migrates it
+    conn = migrated(db)  # the hub starting on it migrates it
     assert delivery_sql.state_counts(conn) == {"pending": 2, "leased": 2, "done": 1, "dead": 1}
     # and keeps them through everything the worker and people do to a row
     delivery_sql.settle(conn, leased[2], state="pending", counted=True, next_attempt_at=NOW)
@@ -71,7 +64,7 @@ def test_a_database_from_before_the_counts_gets_them_from_its_rows(tmp_path: Pat
 
 
 def test_the_gauge_and_the_prune_do_not_walk_the_delivered_rows() -> None:
-    conn = fresh()
+    conn = migrated()
     conn.execute("BEGIN")
     queue(conn, 5_000)
     for row_id in lease(conn, 5_000):
@@ -80,19 +73,17 @@ def test_the_gauge_and_the_prune_do_not_walk_the_delivered_rows() -> None:
     conn.execute("COMMIT")
     queue(conn, 3)  # the backlog
 
-    steps = Counter[str]()
-    conn.set_progress_handler(lambda: steps.update(["x100"]), 100)
-    assert delivery_sql.state_counts(conn) == {"done": 5_000, "pending": 3}
-    assert delivery_sql.prune_done(conn, "2026-01-01T00:00:00Z") == 0  # none old enough yet
-    conn.set_progress_handler(None, 0)
+    with vm_steps(conn, 100) as steps:
+        assert delivery_sql.state_counts(conn) == {"done": 5_000, "pending": 3}
+        assert delivery_sql.prune_done(conn, "2026-01-01T00:00:00Z") == 0  # none old enough yet
     # counting 5,000 index entries alone takes ~20,000 VM steps
-    assert steps["x100"] < 10, steps
+    assert steps.ticks < 10, steps
 
 
 def test_each_states_rows_are_read_without_the_delivered_ones() -> None:
     """The board's dead rows (four times a second while watched), `outbox list --state`,
     `retry --dead` and a receiver's 410 read only the rows of the state they want."""
-    conn = fresh()
+    conn = migrated()
     conn.execute("BEGIN")
     queue(conn, 5_000)
     for row_id in lease(conn, 5_000):
@@ -103,26 +94,23 @@ def test_each_states_rows_are_read_without_the_delivered_ones() -> None:
         delivery_sql.settle(conn, row_id, state="dead", counted=True, error="400")
     waiting = queue(conn, 4)
 
-    steps = Counter[str]()
-    conn.set_progress_handler(lambda: steps.update(["x100"]), 100)
-
     def listed(state: str, limit: int = 50) -> list[int]:
         flt = delivery_sql.RowFilter(state=state)
         return [r["id"] for r in delivery_sql.list_rows(conn, flt, limit=limit)]
 
-    assert listed("dead") == dead[::-1]
-    assert listed("pending") == waiting[::-1]
-    assert listed("done", limit=2) == [5_000, 4_999]
-    assert delivery_sql.matching_ids(conn, delivery_sql.RowFilter(state="dead")) == dead
-    snap = board_sql.snapshot(conn, datetime(2026, 11, 11, tzinfo=UTC))
-    assert snap["dead_outbox"]["total"] == 3
-    assert [r["id"] for r in snap["dead_outbox"]["recent"]] == dead[::-1]
-    # the receiver answers 410 Gone, then is re-enabled
-    assert delivery_sql.disable_lane_rows(conn, "notify", "ops", "410 Gone") == 4
-    assert listed("disabled") == waiting[::-1]
-    assert delivery_sql.requeue_disabled(conn, "notify", "ops") == 4
-    conn.set_progress_handler(None, 0)
+    with vm_steps(conn, 100) as steps:
+        assert listed("dead") == dead[::-1]
+        assert listed("pending") == waiting[::-1]
+        assert listed("done", limit=2) == [5_000, 4_999]
+        assert delivery_sql.matching_ids(conn, delivery_sql.RowFilter(state="dead")) == dead
+        snap = board_sql.snapshot(conn, datetime(2026, 11, 11, tzinfo=UTC))
+        assert snap["dead_outbox"]["total"] == 3
+        assert [r["id"] for r in snap["dead_outbox"]["recent"]] == dead[::-1]
+        # the receiver answers 410 Gone, then is re-enabled
+        assert delivery_sql.disable_lane_rows(conn, "notify", "ops", "410 Gone") == 4
+        assert listed("disabled") == waiting[::-1]
+        assert delivery_sql.requeue_disabled(conn, "notify", "ops") == 4
     # one pass over the 5,000 delivered rows alone takes ~200 hundreds of steps
-    assert steps["x100"] < 40, steps
+    assert steps.ticks < 40, steps
     with pytest.raises(ValueError, match="state is one of"):
         delivery_sql.RowFilter(state="lost").where()
