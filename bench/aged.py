@@ -58,53 +58,55 @@ def build(db: Path, scale: float) -> dict[str, int]:
     conn.execute("PRAGMA journal_mode=WAL")
     start = (NOW - MONTH).timestamp()
 
-    def at(n: int) -> str:  # the i-th of n moments over the month, as ISO text in SQL
-        step = MONTH.total_seconds() / n
-        return f"strftime('%Y-%m-%dT%H:%M:%fZ', {start} + i * {step}, 'unixepoch')"
+    def rows(table: str) -> str:
+        """`m(i, t)`: i from 1 to ?1 (the table's size), t the i-th of ?1 moments over the
+        month as ISO text."""
+        step = MONTH.total_seconds() / sizes[table]
+        return (
+            "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < ?1), "
+            f"m(i, t) AS (SELECT i, strftime('%Y-%m-%dT%H:%M:%fZ', {start} + i * {step}, "
+            "'unixepoch') FROM k) "
+        )
 
-    count = "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < ?1) "
     conn.execute("BEGIN")
     # 1% rejected (two reasons), 5% duplicates, one error in 10,000 and the last one
     conn.execute(
-        count + "INSERT INTO requests (received_at, method, path, headers, body, platform, "
-        "shop, outcome, reason, response_status, handling_ms) "
-        f"SELECT {at(sizes['requests'])}, 'POST', '/webhooks/standard/acme', '[]', "
+        rows("requests") + "INSERT INTO requests (received_at, method, path, headers, body, "
+        "platform, shop, outcome, reason, response_status, handling_ms) "
+        "SELECT t, 'POST', '/webhooks/standard/acme', '[]', "
         "randomblob(390), 'standard', 'acme', "
         "CASE WHEN i % 10000 = 0 OR i = ?1 THEN 'error' WHEN i % 100 = 0 THEN 'rejected' "
         "WHEN i % 20 = 0 THEN 'duplicate' ELSE 'accepted' END, "
         "CASE WHEN i % 10000 = 0 OR i = ?1 THEN 'store' WHEN i % 200 = 0 THEN 'bad_signature' "
-        "WHEN i % 100 = 0 THEN 'stale_timestamp' END, 200, 1.5 FROM k",
+        "WHEN i % 100 = 0 THEN 'stale_timestamp' END, 200, 1.5 FROM m",
         (sizes["requests"],),
     )
     # four platforms, three shops each; a fifth of the orders still open
     conn.execute(
-        count + "INSERT INTO orders (platform, shop, order_id, status, amount, currency, "
-        "first_event_id, last_event_id, occurred_at, created_at, updated_at) "
+        rows("orders") + "INSERT INTO orders (platform, shop, order_id, status, amount, "
+        "currency, first_event_id, last_event_id, occurred_at, created_at, updated_at) "
         "SELECT CASE i % 4 WHEN 0 THEN 'taobao' WHEN 1 THEN 'jd' WHEN 2 THEN 'douyin' "
         "ELSE 'pinduoduo' END, 'shop' || (i % 3), CAST(4000000000 + i * 7919 AS TEXT), "
         "CASE i % 10 WHEN 0 THEN 'paid' WHEN 1 THEN 'assigned' ELSE 'shipped' END, "
-        f"'199.00', 'CNY', i, i, {at(sizes['orders'])}, {at(sizes['orders'])}, "
-        f"{at(sizes['orders'])} FROM k",
+        "'199.00', 'CNY', i, i, t, t, t FROM m",
         (sizes["orders"],),
     )
     # one task in twenty open, the rest done
     conn.execute(
-        count + "INSERT INTO tasks (platform, shop, order_id, grp, priority, state, queue, "
-        "assignee, created_at, waiting_since, closed_at, updated_at) "
+        rows("tasks") + "INSERT INTO tasks (platform, shop, order_id, grp, priority, state, "
+        "queue, assignee, created_at, waiting_since, closed_at, updated_at) "
         "SELECT 'taobao', 'shop0', 't' || i, 'general', i % 3, "
         "CASE WHEN i % 20 = 0 THEN 'assigned' ELSE 'done' END, 'group', 'ana', "
-        f"{at(sizes['tasks'])}, {at(sizes['tasks'])}, {at(sizes['tasks'])}, "
-        f"{at(sizes['tasks'])} FROM k",
+        "t, t, t, t FROM m",
         (sizes["tasks"],),
     )
     # delivered over the month; one in a thousand dead, one in a thousand waiting
     conn.execute(
-        count + "INSERT INTO outbox (kind, target, order_key, payload, state, attempts, "
-        "next_attempt_at, settled_at, created_at, updated_at) "
+        rows("outbox") + "INSERT INTO outbox (kind, target, order_key, payload, state, "
+        "attempts, next_attempt_at, settled_at, created_at, updated_at) "
         "SELECT 'subscription', '1', 'taobao:shop0:' || i, '{\"event\":\"paid\"}', "
         "CASE i % 1000 WHEN 0 THEN 'dead' WHEN 1 THEN 'pending' ELSE 'done' END, 0, "
-        f"{at(sizes['outbox'])}, {at(sizes['outbox'])}, {at(sizes['outbox'])}, "
-        f"{at(sizes['outbox'])} FROM k",
+        "t, t, t, t FROM m",
         (sizes["outbox"],),
     )
     conn.execute("COMMIT")
