@@ -24,6 +24,7 @@ import click
 
 from bench import (
     aged,
+    ceiling,
     ingest,
     latency,
     machine,
@@ -76,6 +77,13 @@ HERE = Path(__file__).resolve().parent
     help="Recordings `orderhook replay` sends (with 1, then 8 in flight).",
 )
 @click.option(
+    "--ceiling/--no-ceiling",
+    "with_ceiling",
+    default=True,
+    show_default=True,
+    help="Also run the ceiling's rungs (bench/ceiling.py): what a server doing less reaches.",
+)
+@click.option(
     "--profile/--no-profile",
     "with_profile",
     default=True,
@@ -106,6 +114,7 @@ def main(
     soak_seconds: float,
     aged_scale: float,
     replay_count: int,
+    with_ceiling: bool,
     with_profile: bool,
     work: Path | None,
     out: Path,
@@ -142,6 +151,9 @@ def main(
         f"{opts.connections} connections)"
     )
     results["ingest"] = ingest.run(work / "ingest", opts, echo)
+    if with_ceiling:
+        echo(f"ceiling: {', '.join(ceiling.RUNGS)}, {opts.rounds} rounds of {opts.seconds:g} s")
+        results["ceiling"] = ceiling.run(work / "ceiling", opts, echo)
     echo("storage: measuring the ingest database")
     results["storage"] = storage.measure(Path(results["ingest"]["db"]), results["ingest"]["io"])
     echo(f"latency: open loop at {', '.join(map(str, rate_list))} pushes/s")

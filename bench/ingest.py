@@ -67,7 +67,7 @@ class Run:
         }
 
 
-def _load(server: Server, batch: list[pushes.Push], work: Path, opts: Options) -> wrk.LoadResult:
+def drive(server: Server, batch: list[pushes.Push], work: Path, opts: Options) -> wrk.LoadResult:
     raws = [p.raw for p in batch]
     if opts.generator == "wrk":
         prefix = work / "requests"
@@ -96,7 +96,7 @@ def run(work: Path, opts: Options, echo: Callable[[str], None]) -> dict[str, Any
                 batch = pushes.make(size, f"r{r}{name[0]}{scenario[0]}", SCENARIOS[scenario])
                 server = servers[name]
                 before = server.cpu_by_process()
-                load = _load(server, batch, work, opts)
+                load = drive(server, batch, work, opts)
                 cpu = {
                     process: seconds - before.get(process, 0.0)
                     for process, seconds in server.cpu_by_process().items()
@@ -145,17 +145,8 @@ def summarise(runs: list[Run]) -> dict[str, Any]:
                 1,
             ),
             # where that CPU was spent: the event loop's process, the ingest writer, the
-            # stage runner (medians of the runs, so they need not add up exactly)
-            "hub_cpu_us_per_request_by_process": {
-                process: round(
-                    statistics.median(
-                        1e6 * r.cpu_by_process.get(process, 0.0) / max(1, r.load.responses)
-                        for r in hub_runs
-                    ),
-                    1,
-                )
-                for process in sorted({p for r in hub_runs for p in r.cpu_by_process})
-            },
+            # stage runner
+            "hub_cpu_us_per_request_by_process": cpu_by_process(hub_runs),
         }
     bare_runs = list(bare.values())
     out["bare"] = {
@@ -168,6 +159,20 @@ def summarise(runs: list[Run]) -> dict[str, Any]:
         ),
     }
     return out
+
+
+def cpu_by_process(runs: list[Run]) -> dict[str, float]:
+    """CPU per request of each of the server's processes, the median over `runs` (so the
+    figures need not add up exactly to the median of the whole)."""
+    return {
+        process: round(
+            statistics.median(
+                1e6 * r.cpu_by_process.get(process, 0.0) / max(1, r.load.responses) for r in runs
+            ),
+            1,
+        )
+        for process in sorted({p for r in runs for p in r.cpu_by_process})
+    }
 
 
 def durability(db: Path, runs: list[Run], connections: int) -> dict[str, Any]:

@@ -76,7 +76,7 @@ def record(work: Path, opts: ingest.Options, echo: Callable[[str], None]) -> dic
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        load = ingest._load(hub, batch, work, opts)
+        load = ingest.drive(hub, batch, work, opts)
         _, err = sampler.communicate(timeout=duration + 60)
     finally:
         hub.stop()

@@ -55,6 +55,7 @@ def table(r: dict[str, Any]) -> str:
         f"{d['in_flight_limit']}); events {d['events']:,} = new on requests "
         f"{d['events_new_on_requests']:,}: {'OK' if d['ok'] else 'FAILED'}"
     )
+    lines += _ceiling(r.get("ceiling"))
     lines += ["", "Latency, open loop (from each push's scheduled send time)"]
     for x in r["latency"]["rates"]:
         a, t, g = x["ack_ms"], x["to_order_ms"], x["to_assignment_ms"]
@@ -105,6 +106,25 @@ def table(r: dict[str, Any]) -> str:
         for stage, share in prof.get("stages", {}).items():
             lines.append(f"  {share:6.1%}  {stage}")
     return "\n".join(lines)
+
+
+def _ceiling(c: dict[str, Any] | None) -> list[str]:
+    """Each rung's ratio to bare, measured in the same rounds: what this machine allows."""
+    if not c:
+        return []
+    lines = ["", "Ceiling: servers that do less, against bare in the same rounds (clean pushes)"]
+    for name, x in c["rungs"].items():
+        lines.append(
+            f"  {name:10} {_fmt(x['rps_median']):>10} req/s {_fmt(x['ratio_median'], '.2f'):>6}"
+            f" {_fmt(x['cpu_us_per_request']):>6} us/req   {x['ratios']}"
+        )
+    checks = ", ".join(
+        f"{name} {d['acked_200']:,} acked, {d['stored']:,} stored"
+        for name, d in c["durability"].items()
+    )
+    ok = all(d["ok"] for d in c["durability"].values())
+    lines.append(f"  durability: {checks}: {'OK' if ok else 'FAILED'}")
+    return lines
 
 
 def _soak(sk: dict[str, Any] | None) -> list[str]:

@@ -86,8 +86,9 @@ def _children(pid: int) -> list[int]:
 
 @dataclass
 class Server:
-    kind: str  # hub | bare
+    kind: str  # hub | bare | raw | durable (bench/serve.py)
     config: Path | None = None
+    db: Path | None = None  # durable's database
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
@@ -105,6 +106,8 @@ class Server:
         cmd = [sys.executable, "-m", "bench.serve", self.kind, "--port", str(self.port)]
         if self.config is not None:
             cmd += ["--config", str(self.config)]
+        if self.db is not None:
+            cmd += ["--db", str(self.db)]
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log = log_dir / f"{self.kind}-{self.port}.log"
         with self.log.open("wb") as out:

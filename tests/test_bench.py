@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from bench import loadgen, profile, pushes, soak, stage, wrk
 from bench.__main__ import main
+from bench.servers import Server
 from tests.conftest import serve_app
 
 
@@ -85,6 +88,14 @@ def test_smoke_run_counts_every_ack_in_the_database(tmp_path: Path) -> None:
     assert storage["bytes_per_request"] > 0
     assert "Ingest, closed loop (python" in output and "durability:" in output
     assert "OK" in output
+    # the ceiling ran every rung against bare in the same round, and the ones that record
+    # hold every push they acked
+    ceiling = results["ceiling"]
+    assert {name: x["ratios"] != [] for name, x in ceiling["rungs"].items()} == {
+        name: True for name in ("bare", "raw", "durable", "lean", "lean-split", "hub")
+    }
+    assert all(d["ok"] and d["acked_200"] > 0 for d in ceiling["durability"].values())
+    assert "Ceiling: servers that do less" in output and "lean-split" in output
 
 
 @pytest.mark.slow
@@ -154,6 +165,40 @@ def test_pushes_verify_with_the_official_package_and_mix_mistakes_in() -> None:
             assert good.verify(body, headers)["data"]["order_id"] == push.order_id
     originals = {p.msg_id: p.raw for p in batch if p.kind == "new"}
     assert all(originals[p.msg_id] == p.raw for p in batch if p.kind == "duplicate")
+
+
+def _send_raw(url: str, raws: list[bytes]) -> list[int]:
+    statuses = []
+    with httpx.Client(base_url=url, timeout=10) as http:
+        for raw in raws:
+            head, body = raw.split(b"\r\n\r\n", 1)
+            request_line, *lines = head.decode().split("\r\n")
+            _, path, _ = request_line.split(" ")
+            headers = dict(line.split(": ", 1) for line in lines)
+            statuses.append(http.post(path, content=body, headers=headers).status_code)
+    return statuses
+
+
+@pytest.mark.parametrize("kind", ["lean", "lean-split"])
+def test_lean_rungs_verify_record_and_dedupe_before_they_ack(tmp_path: Path, kind: str) -> None:
+    """The ceiling's lean rungs must do the work they stand for, or their ratio says
+    nothing: a wrong signature is refused, every request is recorded, a redelivery is
+    acked but makes no second event."""
+    batch = pushes.make(120, "lean", pushes.MIXED, seed=3)
+    db = tmp_path / f"{kind}.db"
+    server = Server(kind, db=db).start(tmp_path)
+    try:
+        statuses = _send_raw(server.url, [p.raw for p in batch])
+    finally:
+        server.stop()
+    expected = {"new": 200, "duplicate": 200, "bad_signature": 401}
+    assert statuses == [expected[p.kind] for p in batch]
+    with sqlite3.connect(db) as conn:
+        recorded = conn.execute("SELECT count(*) FROM requests").fetchone()[0]
+        events = dict(conn.execute("SELECT message_id, request_id FROM events").fetchall())
+    assert recorded == len(batch)
+    # sent one at a time, so request n is batch[n - 1]: each event stays with its first
+    assert events == {p.msg_id: n for n, p in enumerate(batch, 1) if p.kind == "new"}
 
 
 def test_pushes_for_wrk_are_dealt_to_threads_without_overlap(tmp_path: Path) -> None:

@@ -48,6 +48,7 @@ async def test_board_needs_a_token_and_keeps_it_in_a_cookie(client, viewer_token
 async def test_snapshot_shows_backlog_load_rejections_and_dead_rows(hub, client, viewer_token):
     for n in range(5):  # general: ana 2 + bo 2, one waits
         await push(client, "paid", f"66{n}", amount="10")
+
     # the stage runs after each ack, so the fifth task may still be on its way when four
     # are assigned: wait for the tasks themselves, then read the board's counts of them
     async def four_assigned_one_queued():
