@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+GOAL = 0.8  # hub/bare, clean pushes: the benchmark issue's goal
+
 
 def _fmt(value: Any, spec: str = ",.0f") -> str:
     return "-" if value is None else format(value, spec)
@@ -37,6 +39,12 @@ def table(r: dict[str, Any]) -> str:
         f"  {'bare':8} {_fmt(b['rps_median']):>10} {'1.00':>9}"
         f" {_fmt(b['cpu_us_per_request']):>9} us"
         f"   (generator used at most {b['generator_cpu_share_max']:.0%} of a core)"
+    )
+    clean = s["clean"]["ratio_median"]
+    lines.append(
+        f"  goal hub/bare >= {GOAL}: "
+        + ("-" if clean is None else "met" if clean >= GOAL else f"not met ({clean:.2f})")
+        + " (why: docs/performance.md; the ceiling below)"
     )
     for scenario in ("clean", "mixed"):
         split = s[scenario].get("hub_cpu_us_per_request_by_process")

@@ -87,7 +87,7 @@ def test_smoke_run_counts_every_ack_in_the_database(tmp_path: Path) -> None:
     assert {"requests", "events", "requests_received", "events_order"} <= names
     assert storage["bytes_per_request"] > 0
     assert "Ingest, closed loop (python" in output and "durability:" in output
-    assert "OK" in output
+    assert "OK" in output and "goal hub/bare >= 0.8: " in output
     # the ceiling ran every rung against bare in the same round, and the ones that record
     # hold every push they acked
     ceiling = results["ceiling"]
