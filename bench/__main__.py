@@ -3,7 +3,8 @@
 \b
 Examples:
   make bench                                  # installs wrk and py-spy, then this
-  python -m bench                             # the full run (about 5 minutes)
+  python -m bench                             # the full run (about 10 minutes)
+  python -m bench --no-ceiling --aged-scale 0 # about 6 minutes
   python -m bench --smoke --out /tmp/r.json   # a few hundred requests, seconds
   python -m bench --rounds 9 --seconds 8      # more rounds on a noisy machine
   python -m bench --generator python          # without wrk
