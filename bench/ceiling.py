@@ -1,7 +1,7 @@
 """The ceiling: how close to the bare Starlette endpoint a durable ingest can come on this
 machine at all, whatever its code.
 
-Each round runs four servers under the same uvicorn settings and the same closed-loop
+Each round runs six servers under the same uvicorn settings and the same closed-loop
 load of clean signed pushes, in an order that rotates from round to round:
 - bare: the Starlette endpoint that only reads the body (the benchmark's baseline, 1.00);
 - raw: the same with no framework, a bare ASGI callable (what Starlette itself costs);
@@ -124,11 +124,16 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--work", type=Path, default=Path("/tmp/orderhook-ceiling"))
-    parser.add_argument("--out", type=Path)
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of every rung (5)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="seconds per run (5)")
+    parser.add_argument("--connections", type=int, default=64, help="closed-loop load (64)")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=Path("/tmp/orderhook-ceiling"),
+        help="databases and logs (its databases are replaced each run)",
+    )
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args(argv)
     opts = ingest.Options(
         rounds=args.rounds,
