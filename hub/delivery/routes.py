@@ -237,14 +237,15 @@ async def list_outbox(request: Request) -> Response:
             raise ValueError
     except ValueError:
         return _error(400, "bad_query", "limit is 1..500 and before a whole number")
-    flt = delivery_sql.RowFilter(
-        state=q.get("state"),
-        kind=q.get("kind"),
-        target=q.get("target"),
-        order_key=q.get("order_key"),
-    )
-    if flt.state is not None and flt.state not in delivery_sql.STATES:
-        return _error(400, "bad_query", f"state is one of {', '.join(delivery_sql.STATES)}")
+    try:
+        flt = delivery_sql.RowFilter(
+            state=q.get("state"),
+            kind=q.get("kind"),
+            target=q.get("target"),
+            order_key=q.get("order_key"),
+        )
+    except ValueError as exc:  # an unknown state
+        return _error(400, "bad_query", str(exc))
     rows = await _hub(request).store.read(
         lambda conn: delivery_sql.list_rows(conn, flt, limit=limit, before_id=before)
     )

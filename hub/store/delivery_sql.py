@@ -221,6 +221,11 @@ class RowFilter:
     order_key: str | None = None
     since: str | None = None  # created at or after (ISO UTC)
 
+    def __post_init__(self) -> None:
+        # the state goes into the SQL as a literal (see STATE_INDEX): only a known one
+        if self.state is not None and self.state not in STATES:
+            raise ValueError(f"outbox state is one of {', '.join(STATES)}")
+
     def source(self) -> str:
         """The table, through the index of the state asked for."""
         index = STATE_INDEX.get(self.state or "")
@@ -229,8 +234,6 @@ class RowFilter:
     def where(self) -> tuple[str, list[Any]]:
         clauses, args = ["1=1"], []
         if self.state is not None:
-            if self.state not in STATES:
-                raise ValueError(f"outbox state is one of {', '.join(STATES)}")
             clauses.append(f"{'' if self.state in STATE_INDEX else '+'}state = '{self.state}'")
         for column, value in (
             ("kind", self.kind),

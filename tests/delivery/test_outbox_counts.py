@@ -113,4 +113,4 @@ def test_each_states_rows_are_read_without_the_delivered_ones() -> None:
     # one pass over the 5,000 delivered rows alone takes ~200 hundreds of steps
     assert steps.ticks < 40, steps
     with pytest.raises(ValueError, match="state is one of"):
-        delivery_sql.RowFilter(state="lost").where()
+        delivery_sql.RowFilter(state="lost")  # refused when made, before any SQL
