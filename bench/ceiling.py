@@ -33,11 +33,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import ingest, pushes, report, wrk
+from bench import ingest, pushes, report, serve, wrk
 from bench.servers import Server, hub_config
 
 RUNGS = ("bare", "raw", "durable", "lean", "lean-split", "hub")
-DURABLE = ("durable", "lean", "lean-split")  # the rungs with a table to count
+# the rungs with a table to count: those started on a database of their own
+DURABLE = tuple(kind for kind, (needs, _) in serve.KINDS.items() if needs == "db")
 
 
 def run(work: Path, opts: ingest.Options, echo: Callable[[str], None] = print) -> dict[str, Any]:

@@ -184,7 +184,11 @@ class GroupCommitApp:
         await _answer(send, await done)
 
 
-def _in(executor: Executor, fn: Callable[[list[Any]], list[int]]) -> Any:
+def _in(
+    executor: Executor, fn: Callable[[list[Any]], list[int]]
+) -> Callable[[list[Any]], Awaitable[list[int]]]:
+    """`fn` run on `executor`, awaited by the event loop."""
+
     def commit(batch: list[Any]) -> Awaitable[list[int]]:
         return asyncio.get_running_loop().run_in_executor(executor, fn, batch)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
 
 import uvicorn
 from starlette.applications import Starlette
@@ -51,28 +52,32 @@ def hub_app(config: str) -> object:
     return create_app(Hub(settings_mod.load(config)))
 
 
+# each kind: the option it needs, if any, and how its app is made from the arguments
+KINDS: dict[str, tuple[str | None, Callable[[argparse.Namespace], object]]] = {
+    "hub": ("config", lambda a: hub_app(a.config)),
+    "bare": (None, lambda a: bare_app()),
+    "raw": (None, lambda a: rungs.raw_app),
+    "durable": ("db", lambda a: rungs.group_commit(rungs.BodyTable(a.db))),
+    "lean": ("db", lambda a: rungs.group_commit(rungs.LeanTables(a.db, BENCH_SECRET))),
+    "lean-split": (
+        "db",
+        lambda a: rungs.group_commit_in_worker(rungs.LeanTables, a.db, BENCH_SECRET),
+    ),
+}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.serve", description=__doc__)
-    parser.add_argument("kind", choices=("hub", "bare", "raw", "durable", "lean", "lean-split"))
+    parser.add_argument("kind", choices=KINDS)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--config", help="the hub's TOML config (hub only)")
     parser.add_argument("--db", help="the database file (durable, lean, lean-split)")
     args = parser.parse_args(argv)
-    if args.kind == "hub" and not args.config:
-        parser.error("hub needs --config")
-    if args.kind in ("durable", "lean", "lean-split") and not args.db:
-        parser.error(f"{args.kind} needs --db")
+    needs, make = KINDS[args.kind]
+    if needs and not getattr(args, needs):
+        parser.error(f"{args.kind} needs --{needs}")
     logging.basicConfig(level=logging.WARNING)
-    apps = {
-        "hub": lambda: hub_app(args.config),
-        "bare": bare_app,
-        "raw": lambda: rungs.raw_app,
-        "durable": lambda: rungs.group_commit(rungs.BodyTable(args.db)),
-        "lean": lambda: rungs.group_commit(rungs.LeanTables(args.db, BENCH_SECRET)),
-        "lean-split": lambda: rungs.group_commit_in_worker(rungs.LeanTables, args.db, BENCH_SECRET),
-    }
-    app = apps[args.kind]()
-    uvicorn.run(app, host="127.0.0.1", port=args.port, **UVICORN_SETTINGS)  # type: ignore[arg-type]
+    uvicorn.run(make(args), host="127.0.0.1", port=args.port, **UVICORN_SETTINGS)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

@@ -86,9 +86,9 @@ def _children(pid: int) -> list[int]:
 
 @dataclass
 class Server:
-    kind: str  # hub | bare | raw | durable (bench/serve.py)
+    kind: str  # one of bench.serve.KINDS
     config: Path | None = None
-    db: Path | None = None  # durable's database
+    db: Path | None = None  # the ceiling's rungs that record (durable, lean, lean-split)
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
