@@ -48,14 +48,8 @@ def run(work: Path, opts: ingest.Options, echo: Callable[[str], None] = print) -
     for old in work.glob("*.db*"):
         old.unlink()
     dbs = {name: work / f"{name}.db" for name in DURABLE}
-    servers = {
-        "bare": Server("bare"),
-        "raw": Server("raw"),
-        "durable": Server("durable", db=dbs["durable"]),
-        "lean": Server("lean", db=dbs["lean"]),
-        "lean-split": Server("lean-split", db=dbs["lean-split"]),
-        "hub": Server("hub", hub_config(work, "ceiling")),
-    }
+    servers = {name: Server(name, db=dbs.get(name)) for name in RUNGS if name != "hub"}
+    servers["hub"] = Server("hub", hub_config(work, "ceiling"))
     size = max(200, int(opts.expected_rate * opts.seconds))
     runs: list[ingest.Run] = []
     try:
@@ -64,13 +58,9 @@ def run(work: Path, opts: ingest.Options, echo: Callable[[str], None] = print) -
         for r in range(opts.rounds):
             for name in RUNGS[r % len(RUNGS) :] + RUNGS[: r % len(RUNGS)]:
                 batch = pushes.make(size, f"c{r}{name}", pushes.CLEAN)
-                server = servers[name]
-                before = server.cpu_by_process()
-                load = ingest.drive(server, batch, work, opts)
-                cpu = {p: s - before.get(p, 0.0) for p, s in server.cpu_by_process().items()}
-                runs.append(
-                    ingest.Run(r, name, "clean", load, sum(cpu.values()), pushes.kinds(batch), cpu)
-                )
+                run = ingest.measure(servers[name], r, "clean", batch, work, opts)
+                runs.append(run)
+                load = run.load
                 echo(f"  round {r + 1}/{opts.rounds} {name:8} {load.rps:8.0f} req/s")
                 if load.responses > 0.8 * size:
                     size = int(load.responses * 1.5)  # every run gets fresh pushes

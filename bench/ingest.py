@@ -80,6 +80,16 @@ def drive(server: Server, batch: list[pushes.Push], work: Path, opts: Options) -
     )
 
 
+def measure(
+    server: Server, round_: int, scenario: str, batch: list[pushes.Push], work: Path, opts: Options
+) -> Run:
+    """One run: `batch` driven at `server`, with the CPU each of its processes spent."""
+    before = server.cpu_by_process()
+    load = drive(server, batch, work, opts)
+    cpu = {p: s - before.get(p, 0.0) for p, s in server.cpu_by_process().items()}
+    return Run(round_, server.kind, scenario, load, sum(cpu.values()), pushes.kinds(batch), cpu)
+
+
 def run(work: Path, opts: Options, echo: Callable[[str], None]) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     hub = Server("hub", hub_config(work, "ingest")).start(work)
@@ -94,16 +104,9 @@ def run(work: Path, opts: Options, echo: Callable[[str], None]) -> dict[str, Any
             turn = order[r % len(order) :] + order[: r % len(order)]
             for name, scenario in turn:
                 batch = pushes.make(size, f"r{r}{name[0]}{scenario[0]}", SCENARIOS[scenario])
-                server = servers[name]
-                before = server.cpu_by_process()
-                load = drive(server, batch, work, opts)
-                cpu = {
-                    process: seconds - before.get(process, 0.0)
-                    for process, seconds in server.cpu_by_process().items()
-                }
-                kinds = pushes.kinds(batch)
-                run = Run(r, name, scenario, load, sum(cpu.values()), kinds, cpu)
+                run = measure(servers[name], r, scenario, batch, work, opts)
                 runs.append(run)
+                load = run.load
                 echo(
                     f"  round {r + 1}/{opts.rounds} {name:4} {scenario:5} "
                     f"{load.rps:8.0f} req/s  p99 {load.latency_ms['p99']:6.1f} ms"
