@@ -89,6 +89,15 @@ def render(signer: Webhook, msg_id: str, timestamp: datetime, body: bytes) -> by
     return head.encode() + body
 
 
+def split(raw: bytes) -> tuple[str, str, list[tuple[str, str]], bytes]:
+    """(method, target, header pairs in order, body) of a rendered push."""
+    head, body = raw.split(b"\r\n\r\n", 1)
+    request_line, *lines = head.decode("latin-1").split("\r\n")
+    method, target, _ = request_line.split(" ")
+    pairs = [line.partition(":") for line in lines]
+    return method, target, [(name.strip(), value.strip()) for name, _, value in pairs], body
+
+
 def make(
     n: int, prefix: str, mix: Mix = CLEAN, seed: int = 1, kind: str = "order.created"
 ) -> list[Push]:

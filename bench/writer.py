@@ -67,15 +67,10 @@ _prefixes = itertools.count()
 
 def received(raw: bytes, received_us: int) -> tuple[Any, ...]:
     """A rendered push as the event loop hands it to the writer (`hub.ingest.Received`)."""
-    head, body = raw.split(b"\r\n\r\n", 1)
-    request_line, *lines = head.split(b"\r\n")
-    method, target, _ = request_line.split(b" ")
-    path, _, query = target.partition(b"?")
-    headers = []
-    for line in lines:
-        name, _, value = line.partition(b":")
-        headers.append((name.strip().lower(), value.strip()))
-    return (received_us, method.decode(), path.decode(), query, headers, body, PEER, False)
+    method, target, pairs, body = pushes.split(raw)
+    path, _, query = target.partition("?")
+    headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in pairs]
+    return (received_us, method, path, query.encode(), headers, body, PEER, False)
 
 
 class TimedConnection:
